@@ -1,0 +1,331 @@
+"""Quality of a generated patch set: fidelity, coverage, diversity and memorisation.
+
+All measures work on features of a classifier trained on REAL CT patches (not an
+ImageNet network, whose features know nothing of Hounsfield units); the extractor is
+any function `images[N,64,64,1] -> features[N,D]`, e.g. `classifier_features(...)`.
+
+- Fréchet distance (FD) between the real and generated feature Gaussians, beside the
+  FD between the real training and real held-out patches: the floor that sampling
+  noise alone reaches with sets this small.
+- Precision and recall of the generated set against the real manifold, with k-nearest
+  neighbour balls (Kynkäänniemi et al. 2019, "Improved precision and recall metric").
+- Diversity: mean pairwise distance within the generated set over that within the
+  real set; a ratio far below 1 is mode collapse.
+- Memorisation: the share of generated patches whose nearest real TRAINING patch is
+  nearer than every real HELD-OUT patch. A generator that samples the distribution
+  without copying is at chance, n_train / (n_train + n_held) (the nearest of all
+  real patches is equally likely to be any of them); a copying one is near 1. It is
+  measured in feature space and in pixel space (copies are exact in pixels).
+
+`evaluate` computes everything per sign and overall; `write_quality_section` writes
+`quality.json`, `quality.md` (a Markdown section for the report) and
+`memorisation.png` (the most suspicious generated patches beside their nearest
+training and held-out patches).
+"""
+import json
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cisl_jax import signs as signs_lib
+
+FeatureFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _as_2d(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, dtype=np.float64)
+  return x.reshape(x.shape[0], -1)
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> np.ndarray:
+  """Euclidean distances [len(a), len(b)] between rows, in float64, chunked."""
+  a, b = _as_2d(a), _as_2d(b)
+  b_sq = np.sum(b * b, axis=1)
+  out = np.empty((a.shape[0], b.shape[0]))
+  for i in range(0, a.shape[0], chunk):
+    ai = a[i:i + chunk]
+    d2 = np.sum(ai * ai, axis=1)[:, None] + b_sq[None, :] - 2.0 * ai @ b.T
+    out[i:i + chunk] = np.sqrt(np.maximum(d2, 0.0))
+  return out
+
+
+def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+  w, v = np.linalg.eigh((m + m.T) / 2)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(real: np.ndarray, gen: np.ndarray) -> float:
+  """Fréchet distance between Gaussians fitted to two feature sets (rows = samples).
+
+  Uses tr(sqrt(S1 S2)) = tr(sqrt(S1^1/2 S2 S1^1/2)), a symmetric PSD square root by
+  eigendecomposition: stable where the covariances are singular (few samples).
+  """
+  real, gen = _as_2d(real), _as_2d(gen)
+  if len(real) < 2 or len(gen) < 2:
+    return float('nan')
+  mu1, mu2 = real.mean(0), gen.mean(0)
+  s1, s2 = np.cov(real, rowvar=False), np.cov(gen, rowvar=False)
+  s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
+  root1 = _sqrtm_psd(s1)
+  cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0.0, None)).sum()
+  fd = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * cross
+  return float(max(fd, 0.0))
+
+
+def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+  """Distance from each row to its k-th nearest other row."""
+  d = pairwise_distances(x, x)
+  np.fill_diagonal(d, np.inf)
+  return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def precision_recall(real: np.ndarray, gen: np.ndarray, k: int = 3) -> tuple[float, float]:
+  """k-NN precision and recall (Kynkäänniemi et al. 2019).
+
+  Precision: share of generated samples inside the real manifold (the union of balls
+  around each real sample reaching its k-th real neighbour); recall: share of real
+  samples inside the generated manifold. NaN when a set has k samples or fewer.
+  """
+  real, gen = _as_2d(real), _as_2d(gen)
+  if len(real) <= k or len(gen) <= k:
+    return float('nan'), float('nan')
+  cross = pairwise_distances(gen, real)  # [G, R]
+  precision = np.mean(np.any(cross <= _knn_radii(real, k)[None, :], axis=1))
+  recall = np.mean(np.any(cross.T <= _knn_radii(gen, k)[None, :], axis=1))
+  return float(precision), float(recall)
+
+
+def mean_pairwise_distance(x: np.ndarray, max_items: int = 2000, seed: int = 0) -> float:
+  """Mean distance between distinct rows (a seeded subsample of max_items rows)."""
+  x = _as_2d(x)
+  if len(x) > max_items:
+    x = x[np.random.default_rng(seed).choice(len(x), max_items, replace=False)]
+  if len(x) < 2:
+    return float('nan')
+  d = pairwise_distances(x, x)
+  n = len(x)
+  return float(d.sum() / (n * (n - 1)))
+
+
+def diversity(real: np.ndarray, gen: np.ndarray, seed: int = 0) -> dict:
+  """Mean pairwise distance of the generated and real sets, and their ratio."""
+  g, r = mean_pairwise_distance(gen, seed=seed), mean_pairwise_distance(real, seed=seed)
+  return {'generated': g, 'real': r, 'ratio': g / r if r > 0 else float('nan')}
+
+
+def memorisation(gen: np.ndarray, train: np.ndarray, held: np.ndarray) -> dict:
+  """Share of generated rows whose nearest training row beats every held-out row.
+
+  Returns share, chance (n_train / (n_train + n_held)), and per generated row:
+  d_train, d_held (distances to the nearest of each) and nearest_train,
+  nearest_held (their indices).
+  """
+  gen, train, held = _as_2d(gen), _as_2d(train), _as_2d(held)
+  if len(gen) == 0 or len(train) == 0 or len(held) == 0:
+    nan = float('nan')
+    return {'share': nan, 'chance': nan, 'd_train': np.zeros(0), 'd_held': np.zeros(0),
+            'nearest_train': np.zeros(0, int), 'nearest_held': np.zeros(0, int)}
+  dt, dh = pairwise_distances(gen, train), pairwise_distances(gen, held)
+  it, ih = dt.argmin(1), dh.argmin(1)
+  d_train, d_held = dt[np.arange(len(gen)), it], dh[np.arange(len(gen)), ih]
+  return {'share': float(np.mean(d_train < d_held)),
+          'chance': len(train) / (len(train) + len(held)),
+          'd_train': d_train, 'd_held': d_held, 'nearest_train': it, 'nearest_held': ih}
+
+
+def extract_features(feature_fn: FeatureFn, images: np.ndarray,
+                     batch_size: int = 256) -> np.ndarray:
+  """Runs feature_fn over images in batches; returns float64 [N, D]."""
+  images = np.asarray(images, np.float32)
+  if len(images) == 0:
+    return np.zeros((0, 0))
+  parts = [np.asarray(feature_fn(images[i:i + batch_size]))
+           for i in range(0, len(images), batch_size)]
+  return _as_2d(np.concatenate(parts))
+
+
+def _measures(tr, ho, ge, tr_px, ho_px, ge_px, k, seed):
+  precision, recall = precision_recall(tr, ge, k)
+  mem = memorisation(ge, tr, ho)
+  mem_px = memorisation(ge_px, tr_px, ho_px)
+  return {
+      'num_train': len(tr), 'num_held_out': len(ho), 'num_generated': len(ge),
+      'fd': frechet_distance(tr, ge),
+      'fd_real_train_vs_held_out': frechet_distance(tr, ho),
+      'precision': precision, 'recall': recall,
+      'diversity': diversity(tr, ge, seed),
+      'memorisation': {'share': mem['share'], 'chance': mem['chance'],
+                       'pixel_share': mem_px['share']},
+  }, mem
+
+
+def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.ndarray,
+             held_images: np.ndarray, held_labels: np.ndarray, gen_images: np.ndarray,
+             gen_labels: np.ndarray, *, k: int = 3, max_generated: int = 1000,
+             num_suspicious: int = 8, seed: int = 0) -> dict:
+  """All measures per sign and overall, on features of the given extractor.
+
+  Args:
+    feature_fn: images [B,64,64,1] in [-1,1] -> features [B,D].
+    train_images, train_labels: the real patches the generator was trained on.
+    held_images, held_labels: real held-out patches (never seen by the generator).
+    gen_images, gen_labels: the generated set (label codes 0-8).
+    k: neighbours for precision/recall.
+    max_generated: generated patches used per sign (a seeded subsample), to bound cost.
+    num_suspicious: how many most-suspicious generated patches to keep for the figure.
+    seed: subsampling seed.
+
+  Returns:
+    {'per_sign': {sign: measures}, 'overall': measures, 'suspicious': [...]} where
+    'suspicious' rows hold the generated, nearest training and nearest held-out images
+    (numpy, not JSON) ranked by d_train / d_held (feature space), smallest first.
+  """
+  rng = np.random.default_rng(seed)
+  train_labels, held_labels = np.asarray(train_labels), np.asarray(held_labels)
+  gen_labels = np.asarray(gen_labels)
+  keep = []
+  for s in range(signs_lib.NUM_SIGNS):
+    idx = np.flatnonzero(gen_labels == s)
+    if len(idx) > max_generated:
+      idx = np.sort(rng.choice(idx, max_generated, replace=False))
+    keep.append(idx)
+  keep = np.concatenate(keep)
+  gen_images, gen_labels = np.asarray(gen_images)[keep], gen_labels[keep]
+  sign_mask = lambda l: l < signs_lib.NUM_SIGNS
+  t_keep, h_keep = sign_mask(train_labels), sign_mask(held_labels)
+  train_images, train_labels = np.asarray(train_images)[t_keep], train_labels[t_keep]
+  held_images, held_labels = np.asarray(held_images)[h_keep], held_labels[h_keep]
+
+  ft, fh, fg = (extract_features(feature_fn, x)
+                for x in (train_images, held_images, gen_images))
+  pt, ph, pg = (_as_2d(x) for x in (train_images, held_images, gen_images))
+  per_sign = {}
+  for s, name in enumerate(signs_lib.SIGNS):
+    t, h, g = train_labels == s, held_labels == s, gen_labels == s
+    if not g.any() and not t.any():
+      continue
+    per_sign[name], _ = _measures(ft[t], fh[h], fg[g], pt[t], ph[h], pg[g], k, seed)
+  overall, mem = _measures(ft, fh, fg, pt, ph, pg, k, seed)
+  # Memorisation overall is per sign pooled: a GGO copy must be nearer a GGO patch.
+  shares = [(m['num_generated'], m['memorisation']) for m in per_sign.values()
+            if not np.isnan(m['memorisation']['share'])]
+  if shares:
+    n = sum(w for w, _ in shares)
+    for key in ('share', 'chance', 'pixel_share'):
+      overall['memorisation'][key] = float(sum(w * m[key] for w, m in shares) / n)
+  suspicious = []
+  if len(mem['d_train']):
+    ratio = mem['d_train'] / np.maximum(mem['d_held'], 1e-12)
+    for i in np.argsort(ratio, kind='stable')[:num_suspicious]:
+      suspicious.append({
+          'sign': signs_lib.SIGNS[int(gen_labels[i])], 'ratio': float(ratio[i]),
+          'd_train': float(mem['d_train'][i]), 'd_held': float(mem['d_held'][i]),
+          'generated': gen_images[i], 'nearest_train': train_images[mem['nearest_train'][i]],
+          'nearest_held': held_images[mem['nearest_held'][i]]})
+  return {'per_sign': per_sign, 'overall': overall, 'suspicious': suspicious, 'k': k}
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+  return 'n/a' if x is None or (isinstance(x, float) and np.isnan(x)) else f'{x:.{digits}f}'
+
+
+def to_markdown(results: dict, figure_name: str = 'memorisation.png',
+                heading: str = '## Quality of the generated patches') -> str:
+  """A Markdown section (table + reading guide + figure link) for the report."""
+  lines = [heading, '',
+           'Measured on penultimate-layer features of a classifier trained on real '
+           f'patches. FD: Fréchet distance (real training vs generated); FD floor: real '
+           f'training vs real held-out, the noise level of sets this small. '
+           f'Precision/recall: k-NN manifolds, k={results["k"]}. Diversity: mean pairwise '
+           'distance generated / real (well below 1 = mode collapse). Memorisation: share '
+           'of generated patches nearer a training patch than any held-out one, in '
+           'feature and pixel space, against the chance level n_train/(n_train+n_held).',
+           '',
+           '| sign | n train | n held-out | n gen | FD | FD floor | precision | recall | '
+           'diversity ratio | memorised (feat) | memorised (pixel) | chance |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
+  rows = list(results['per_sign'].items()) + [('**overall**', results['overall'])]
+  for name, m in rows:
+    mem = m['memorisation']
+    lines.append(
+        f'| {name} | {m["num_train"]} | {m["num_held_out"]} | {m["num_generated"]} | '
+        f'{_fmt(m["fd"], 2)} | {_fmt(m["fd_real_train_vs_held_out"], 2)} | '
+        f'{_fmt(m["precision"])} | {_fmt(m["recall"])} | {_fmt(m["diversity"]["ratio"])} | '
+        f'{_fmt(mem["share"])} | {_fmt(mem["pixel_share"])} | {_fmt(mem["chance"])} |')
+  lines += ['', 'Overall FD/precision/recall/diversity pool all signs; overall '
+            'memorisation is the per-sign shares weighted by generated counts.']
+  if results['suspicious']:
+    lines += ['', f'![Most suspicious generated patches]({figure_name})', '',
+              'Each row: a generated patch, its nearest real training patch and its '
+              'nearest real held-out patch (feature space), ranked by d_train/d_held, '
+              'smallest first.']
+  return '\n'.join(lines) + '\n'
+
+
+def _jsonable(x):
+  """Nested dicts/lists with NaN as null (strict JSON) and images dropped."""
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items() if not isinstance(v, np.ndarray)}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (float, np.floating)):
+    return None if np.isnan(x) else float(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  return x
+
+
+def plot_suspicious(suspicious: Sequence[dict], path: str) -> None:
+  """Writes a PNG: generated | nearest training | nearest held-out, one row each."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  n = max(len(suspicious), 1)
+  fig, axes = plt.subplots(n, 3, figsize=(6, 2.1 * n), squeeze=False)
+  titles = ('generated', 'nearest train', 'nearest held-out')
+  for r, row in enumerate(suspicious):
+    for c, key in enumerate(('generated', 'nearest_train', 'nearest_held')):
+      ax = axes[r, c]
+      ax.imshow(np.squeeze(row[key]), cmap='gray', vmin=-1, vmax=1, interpolation='nearest')
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if c == 0:
+        ax.set_ylabel(f'{row["sign"]}\nratio {row["ratio"]:.2f}', fontsize=8)
+      dist = {'nearest_train': row['d_train'], 'nearest_held': row['d_held']}.get(key)
+      ax.set_title(titles[c] + (f'\nd={dist:.2f}' if dist is not None else ''), fontsize=8)
+  fig.tight_layout()
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp, dpi=100)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_quality_section(out_dir: str, results: dict) -> dict:
+  """Writes quality.json, quality.md and memorisation.png into out_dir (atomically).
+
+  Args:
+    out_dir: folder to write into (created if missing), e.g. `<workdir>/report/`.
+    results: the dict returned by `evaluate`.
+
+  Returns:
+    {'json': path, 'markdown': path, 'figure': path or None, 'section': markdown text}.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {'json': os.path.join(out_dir, 'quality.json'),
+           'markdown': os.path.join(out_dir, 'quality.md'), 'figure': None}
+  _write_text(paths['json'], json.dumps(_jsonable(results), indent=2, allow_nan=False))
+  section = to_markdown(results)
+  _write_text(paths['markdown'], section)
+  if results['suspicious']:
+    paths['figure'] = os.path.join(out_dir, 'memorisation.png')
+    plot_suspicious(results['suspicious'], paths['figure'])
+  paths['section'] = section
+  return paths

@@ -1,0 +1,94 @@
+"""Tests for cisl_jax.quality on sets whose answer is known."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cisl_jax import quality
+from cisl_jax import signs as signs_lib
+
+
+def _gauss(n, d=8, seed=0, shift=0.0):
+  return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def test_identical_sets_have_zero_fd_and_full_precision_recall():
+  x = _gauss(200)
+  assert quality.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+  assert quality.precision_recall(x, x, k=3) == (1.0, 1.0)
+
+
+def test_fd_matches_closed_form_and_grows_with_shift():
+  x = _gauss(4000, d=4, seed=1)
+  fds = [quality.frechet_distance(x, x + s) for s in (0.0, 0.5, 1.0, 2.0)]
+  assert np.all(np.diff(fds) > 0)
+  # A pure mean shift s in d=4 dims adds |mu1-mu2|^2 = 4 s^2 and nothing else.
+  assert fds[3] == pytest.approx(4 * 2.0 ** 2, rel=1e-6)
+  # Independent samples of the same Gaussian: small but not zero.
+  assert quality.frechet_distance(x, _gauss(4000, d=4, seed=2)) < 0.05
+
+
+def test_far_shift_loses_precision_and_recall():
+  real = _gauss(300, seed=3)
+  p, r = quality.precision_recall(real, _gauss(300, seed=4, shift=10.0), k=3)
+  assert p == 0.0 and r == 0.0
+  p, r = quality.precision_recall(real, _gauss(300, seed=5), k=3)
+  assert p > 0.8 and r > 0.8
+
+
+def test_collapsed_set_has_low_diversity_and_recall():
+  real = _gauss(300, seed=6)
+  collapsed = real[:3].repeat(100, axis=0) + 1e-3 * _gauss(300, seed=7)
+  div = quality.diversity(real, collapsed)
+  assert div['ratio'] < 0.7
+  assert quality.diversity(real, _gauss(300, seed=8))['ratio'] == pytest.approx(1.0, abs=0.1)
+  _, recall = quality.precision_recall(real, collapsed, k=3)
+  assert recall < 0.2
+
+
+def test_memorisation_copies_vs_fresh_samples():
+  train, held = _gauss(400, seed=9), _gauss(200, seed=10)
+  copies = quality.memorisation(train[:150] + 1e-6, train, held)
+  assert copies['share'] == 1.0
+  fresh = quality.memorisation(_gauss(2000, seed=11), train, held)
+  assert fresh['chance'] == pytest.approx(400 / 600)
+  assert abs(fresh['share'] - fresh['chance']) < 0.05
+
+
+def _patches(rng, labels, mean):
+  x = rng.normal(mean[labels][:, None, None, None], 0.3, size=(len(labels), 8, 8, 1))
+  return np.clip(x, -1, 1).astype(np.float32)
+
+
+def test_evaluate_and_write_section(tmp_path):
+  rng = np.random.default_rng(0)
+  mean = np.linspace(-0.8, 0.8, signs_lib.NUM_SIGNS)
+  tl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 12)
+  hl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 6)
+  train, held = _patches(rng, tl, mean), _patches(rng, hl, mean)
+  # Generated: GGO copies the training patches, the other signs are fresh samples.
+  gl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 30)
+  gen = _patches(rng, gl, mean)
+  gen[gl == 0] = np.resize(train[tl == 0], (30, 8, 8, 1))
+  calls = []
+
+  def features(x):
+    calls.append(len(x))
+    return x.reshape(len(x), -1)[:, :16]
+
+  res = quality.evaluate(features, train, tl, held, hl, gen, gl, k=3, num_suspicious=4)
+  assert max(calls) <= 256
+  assert set(res['per_sign']) == set(signs_lib.SIGNS)
+  assert res['per_sign']['GGO']['memorisation']['pixel_share'] == 1.0
+  assert res['per_sign']['OP']['memorisation']['pixel_share'] < 0.95
+  assert all(row['sign'] == 'GGO' for row in res['suspicious'])
+  paths = quality.write_quality_section(str(tmp_path / 'report'), res)
+  data = json.loads(open(paths['json']).read())
+  assert data['per_sign']['GGO']['num_generated'] == 30
+  assert 'images' not in json.dumps(data)
+  md = open(paths['markdown']).read()
+  assert md.startswith('## Quality of the generated patches')
+  assert '| **overall** |' in md and '](memorisation.png)' in md
+  assert os.path.getsize(paths['figure']) > 1000
+  assert not [f for f in os.listdir(tmp_path / 'report') if '.tmp' in f]
