@@ -1,0 +1,261 @@
+"""Writes `<workdir>/report/` for a reproduce run: README.md, tables (Markdown + CSV), PNGs.
+
+Entry point: `write_report(workdir) -> path of README.md`. Reads what the stages wrote
+(see results.py for the layout) plus `<workdir>/reproduce.json` (the run's settings,
+written by cisl_jax/reproduce.py) and `<workdir>/status.json` (stage states and errors).
+Sections whose stages have not run say so instead of showing numbers.
+"""
+import json
+import math
+import os
+import pathlib
+import shutil
+
+import numpy as np
+
+from cisl_jax import paper_results
+from cisl_jax import signs
+from cisl_jax.report import figures
+from cisl_jax.report import results
+from cisl_jax.report import tables
+
+TRANSFER_ARCHS = ('alexnet', 'vgg16', 'resnet101')
+NO_TRANSFER_REASON = ('no ImageNet weights were configured (config.transfer.weights is '
+                      'empty), and this machine cannot download them')
+
+
+def _write_text(path: pathlib.Path, text: str):
+  """Atomic text write: temp file in the same folder, then rename."""
+  tmp = path.with_name(f'.{path.name}.tmp')
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def first_line(source: str, data_dir: str = '') -> str:
+  """The README's first line: names the data source; on the phantom, warns."""
+  where = f' ({data_dir})' if data_dir else ''
+  if source == 'phantom':
+    return ('# Results on SYNTHETIC PHANTOM data (source `phantom`): they say nothing '
+            'about patients')
+  return f'# Results on data source `{source}`{where}'
+
+
+def _status_section(status: dict) -> str:
+  failed = {k: v for k, v in status.items() if v.get('state') == 'failed'}
+  if not failed:
+    return ''
+  lines = ['## Failed stages', '',
+           'These stages raised; their cells show `–`. Rerun the same command to retry '
+           'them (finished stages are kept).', '']
+  for k, v in sorted(failed.items()):
+    err = str(v.get('error', '')).strip().splitlines()
+    lines.append(f'- `{k}`: {err[-1] if err else "error"}')
+  return '\n'.join(lines) + '\n'
+
+
+def _compare(table: tables.Table, ours: str, others) -> str:
+  """One sentence per baseline: does `ours` beat it on the mean-row accuracy, and do the
+  95% intervals separate the two."""
+  a = table.cells['mean', ours]
+  if math.isnan(a.mean[0]):
+    return ''
+  out = []
+  for o in others:
+    b = table.cells['mean', o]
+    if math.isnan(b.mean[0]):
+      continue
+    diff = a.mean[0] - b.mean[0]
+    sep = a.ci[0][0] > b.ci[0][1] or b.ci[0][0] > a.ci[0][1]
+    verdict = 'above' if diff > 0 else 'below' if diff < 0 else 'equal to'
+    out.append(f'{tables.METHOD_TITLES[ours]} mean AC {a.mean[0]:.3f} is {verdict} '
+               f'{tables.METHOD_TITLES[o].lower()} ({b.mean[0]:.3f}); the 95% intervals '
+               f'{"do not overlap" if sep else "overlap"}.')
+  return ' '.join(out)
+
+
+def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Table,
+              report: pathlib.Path) -> str:
+  """Fig. 5 section: the ImageNet transfer baselines beside our fine-tuned model."""
+  tcfg = cfg.get('transfer', {}) or {}
+  archs = tuple(tcfg.get('archs') or TRANSFER_ARCHS)
+  bars = {'(a) binary, mean over signs': {}, '(b) 10-class': {}}
+  lines = []
+  for arch in archs:
+    b = results.binary_mean_cell(workdir, [f'binary_{s}_transfer_{arch}' for s in sign_names])
+    t = results.class_cell(workdir, f'ten_transfer_{arch}', None)
+    if b.num_folds:
+      bars['(a) binary, mean over signs'][arch] = b.mean
+    if t.num_folds:
+      bars['(b) 10-class'][arch] = t.mean
+    if b.num_folds or t.num_folds:
+      lines.append(f'| {arch} | ' + ' | '.join(
+          tables.fmt(x) for x in list(b.mean) + list(t.mean)) + ' |')
+  if not lines:
+    reason = tcfg.get('reason') or NO_TRANSFER_REASON
+    return ('## Transfer learning (Fig. 5)\n\nThe ImageNet transfer baselines (AlexNet, '
+            f'VGG16, ResNet-101) were not run: {reason}.\n')
+  bars['(a) binary, mean over signs']['ours (fine-tuned)'] = ft1.cells['mean', 'finetune'].mean
+  bars['(b) 10-class']['ours (fine-tuned)'] = ft2.cells['mean', 'finetune'].mean
+  png = figures.fig5(bars, report / 'fig5_transfer.png')
+  ours = ('| ours (fine-tuned) | ' + ' | '.join(tables.fmt(x) for x in list(
+      ft1.cells['mean', 'finetune'].mean) + list(ft2.cells['mean', 'finetune'].mean)) + ' |')
+  return ('## Transfer learning (Fig. 5)\n\n| model | binary AC | binary SE | binary SP | '
+          '10-class AC | 10-class SE | 10-class SP |\n|---|---:|---:|---:|---:|---:|---:|\n'
+          + '\n'.join(lines + [ours]) + '\n\n'
+          + (f'![Fig. 5]({png.name})\n' if png else ''))
+
+
+def _quality(workdir, report: pathlib.Path) -> str:
+  """Generated-sample quality: the section cisl_jax/quality.py wrote for each fold's
+  `quality` stage (`fold<k>/quality/quality.md`, figure `memorisation.png`)."""
+  parts = []
+  for k, d in results.fold_dirs(workdir).items():
+    md = d / 'quality' / 'quality.md'
+    if not md.exists():
+      continue
+    text = md.read_text()
+    fig = d / 'quality' / 'memorisation.png'
+    if fig.exists():
+      name = f'quality_memorisation_fold{k}.png'
+      shutil.copyfile(fig, report / name)
+      text = text.replace('(memorisation.png)', f'({name})')
+    parts.append(text.replace('## Quality of the generated patches',
+                              f'### Fold {k}', 1))
+  if not parts:
+    return ('## Generated-sample quality\n\nNo quality stage results in this run '
+            '(`fold<k>/quality/quality.md` absent).\n')
+  return '## Generated-sample quality\n\n' + '\n'.join(parts)
+
+
+def _fig3(workdir, report: pathlib.Path) -> str:
+  """Copies the generate stage's real-vs-generated grid (Fig. 3) of the first fold."""
+  for k, d in results.fold_dirs(workdir).items():
+    pngs = sorted((d / 'generate').glob('*.png'))
+    if pngs:
+      dst = report / f'fig3_real_vs_generated_fold{k}.png'
+      shutil.copyfile(pngs[0], dst)
+      return (f'## Fig. 3: real vs generated patches (fold {k})\n\n'
+              f'![Fig. 3]({dst.name})\n')
+  return '## Fig. 3: real vs generated patches\n\nNo generate stage has finished yet.\n'
+
+
+def _fig4(workdir, cfg: dict, report: pathlib.Path) -> str:
+  """Fine-tuned GGO AC/SE/SP against the number of generated pre-training patches."""
+  sizes = [int(n) for n in cfg.get('sweep_sizes', [])]
+  full = cfg.get('generated_per_sign')
+  cells = {n: results.binary_cell(workdir, f'sweep_GGO_{n}_finetune') for n in sizes}
+  if full:
+    cells[int(full)] = results.binary_cell(workdir, 'binary_GGO_finetune')
+  png = figures.fig4(list(cells), cells, report / 'fig4_pretraining_size.png')
+  if png is None:
+    return '## Fig. 4: pre-training set size\n\nThe size sweep has not run.\n'
+  rows = '\n'.join(
+      f'| {n} | ' + ' | '.join(f'{tables.fmt(c.mean[i])} ± {tables.fmt(c.std[i])}'
+                               for i in range(3)) + ' |'
+      for n, c in sorted(cells.items()) if c.num_folds)
+  return ('## Fig. 4: pre-training set size (GGO, after fine-tuning)\n\n'
+          f'The paper reports a plateau at about {paper_results.FIG4_PLATEAU} patches.\n\n'
+          '| generated GGO patches | AC | SE | SP |\n|---:|---:|---:|---:|\n' + rows
+          + f'\n\n![Fig. 4]({png.name})\n')
+
+
+def write_report(workdir) -> pathlib.Path:
+  """Writes `<workdir>/report/` and returns the path of its README.md."""
+  workdir = pathlib.Path(workdir)
+  report = workdir / 'report'
+  report.mkdir(parents=True, exist_ok=True)
+  cfg = results.read_json(workdir / 'reproduce.json') or {}
+  status = results.read_json(workdir / 'status.json') or {}
+  source = cfg.get('source', 'unknown')
+  sign_names = tuple(cfg.get('signs') or signs.SIGNS)
+
+  t1 = tables.table1(workdir, sign_names)
+  t2 = tables.table2(workdir)
+  _write_text(report / 'table1_binary.csv', tables.to_csv(t1))
+  _write_text(report / 'table2_ten_class.csv', tables.to_csv(t2))
+  titles = tables.METHOD_TITLES
+  cm2 = figures.confusion_ten(workdir, paper_results.TABLE2_METHODS, titles,
+                              report / 'confusion_ten_class.png')
+  cm1 = figures.confusion_binary(workdir, sign_names, paper_results.TABLE1_METHODS, titles,
+                                 report / 'confusion_binary.png')
+  curves = figures.training_curves(workdir, {
+      'CVAE-GAN': 'gan', '10-class pre-training': 'ten_pretrain',
+      '10-class fine-tuning': 'ten_finetune', '10-class scratch': 'ten_scratch',
+      '10-class traditional': 'ten_traditional',
+      f'binary {sign_names[0]} fine-tuning': f'binary_{sign_names[0]}_finetune'},
+      report / 'training_curves.png')
+
+  folds = sorted(results.fold_dirs(workdir))
+  t2m = t2.cells['mean', 'finetune']
+  parts = [
+      first_line(source, cfg.get('data_dir', '')),
+      '',
+      (f'Protocol of the paper, {cfg.get("num_folds", len(folds))}-fold cross-validation by '
+       f'patient (folds present: {folds}); config variant `{cfg.get("variant", "?")}`. '
+       'Cells: ours as mean ± std over folds, the paper\'s figure in parentheses; '
+       'a second table gives 95% bootstrap intervals over the held-out patches pooled '
+       'over the folds. `–`: not run, failed, or undefined (the paper\'s text leaves '
+       'most of Table II\'s AC cells empty).'),
+      '',
+      '## Headline',
+      '',
+      (f'- Binary, mean over signs, fine-tuned: AC/SE/SP '
+       f'{" / ".join(tables.fmt(x) for x in t1.cells["mean", "finetune"].mean)} '
+       f'(paper {" / ".join(tables.fmt(x) for x in paper_results.table1("mean", "finetune"))}).'),
+      (f'- 10-class, fine-tuned: AC {tables.fmt(t2m.mean[0])}, mean SE '
+       f'{tables.fmt(t2m.mean[1])}, mean SP {tables.fmt(t2m.mean[2])} (paper '
+       f'0.918 / 0.927 / 0.990; chance AC with 10 classes is at most the largest class share).'),
+      f'- Binary: {_compare(t1, "finetune", ("pretrain", "traditional"))}',
+      f'- 10-class: {_compare(t2, "finetune", ("scratch", "pretrain", "traditional"))}',
+      '',
+      _status_section(status),
+      '## Table I: binary classification per sign',
+      '',
+      'Pre-training: generated patches only; fine-tuning: then the real training folds; '
+      'traditional: classical augmentation of the real folds to the same number of '
+      'patches. SE: the sign; SP: non-sign patches. CSV: `table1_binary.csv`.',
+      '',
+      tables.markdown(t1),
+      '## Table II: 10-class classification',
+      '',
+      'Per class: AC is one class against the rest, SE and SP likewise; the mean row is '
+      'the overall 10-class accuracy and the mean SE and SP over classes. '
+      'CSV: `table2_ten_class.csv`.',
+      '',
+      tables.markdown(t2),
+      _fig3(workdir, report),
+      _fig4(workdir, cfg, report),
+      '## Confusion matrices (summed over folds)',
+      '',
+      f'![10-class]({cm2.name})' if cm2 else 'No 10-class stage has finished.',
+      '',
+      f'![binary]({cm1.name})' if cm1 else 'No binary stage has finished.',
+      '',
+      '## Training curves',
+      '',
+      f'![curves]({curves.name})' if curves else 'No stage logged training scalars.',
+      '',
+      _quality(workdir, report),
+      _transfer(workdir, cfg, sign_names, t1, t2, report),
+      _timings(status),
+  ]
+  readme = report / 'README.md'
+  _write_text(readme, '\n'.join(parts).rstrip() + '\n')
+  return readme
+
+
+def _timings(status: dict) -> str:
+  """Wall time per stage kind, summed over folds."""
+  done = {k: v for k, v in status.items() if v.get('state') == 'done' and 'seconds' in v}
+  if not done:
+    return ''
+  by_kind: dict[str, list[float]] = {}
+  for k, v in done.items():
+    stage = k.split('/', 1)[-1]
+    kind = ('binary ' + stage.rsplit('_', 1)[-1] if stage.startswith('binary_')
+            else 'sweep' if stage.startswith('sweep_') else stage)
+    by_kind.setdefault(kind, []).append(float(v['seconds']))
+  rows = '\n'.join(f'| {k} | {len(v)} | {np.sum(v):.0f} |' for k, v in sorted(by_kind.items()))
+  total = sum(np.sum(v) for v in by_kind.values())
+  return ('## Stage wall times\n\n| stage | runs | seconds |\n|---|---:|---:|\n' + rows
+          + f'\n| **all** | {len(done)} | {total:.0f} |\n')

@@ -1,0 +1,195 @@
+"""The report's figures (PNG): confusion matrices, training curves, Fig. 4 and Fig. 5."""
+import json
+import os
+import pathlib
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from cisl_jax import signs
+from cisl_jax.report import results
+
+DPI = 110
+
+
+def _save(fig, path) -> pathlib.Path:
+  """Saves atomically (temp file, then rename) and closes the figure."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f'.{path.stem}.tmp.png')
+  fig.savefig(tmp, dpi=DPI, bbox_inches='tight')
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def _matrix(ax, cm: np.ndarray, names, title: str):
+  """Row-normalised confusion matrix with the counts written in the cells."""
+  rows = cm.sum(axis=1, keepdims=True)
+  frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
+  ax.imshow(frac, cmap='Blues', vmin=0, vmax=1)
+  small = len(names) > 4
+  for i in range(cm.shape[0]):
+    for j in range(cm.shape[1]):
+      ax.text(j, i, str(cm[i, j]), ha='center', va='center',
+              fontsize=7 if small else 9, color='white' if frac[i, j] > 0.6 else 'black')
+  ax.set_xticks(range(len(names)), names, rotation=60 if small else 0,
+                fontsize=7 if small else 8, ha='right' if small else 'center')
+  ax.set_yticks(range(len(names)), names, fontsize=7 if small else 8)
+  ax.set_title(title, fontsize=9)
+
+
+def confusion_ten(workdir, methods, titles, path) -> pathlib.Path | None:
+  """One panel per 10-class method, counts summed over the folds."""
+  cms = {m: results.pooled_confusion(workdir, f'ten_{m}', signs.NUM_CLASSES) for m in methods}
+  cms = {m: c for m, c in cms.items() if c is not None}
+  if not cms:
+    return None
+  fig, axes = plt.subplots(1, len(cms), figsize=(5.0 * len(cms), 4.6), squeeze=False,
+                           gridspec_kw={'wspace': 0.45})
+  for ax, (m, cm) in zip(axes[0], cms.items()):
+    _matrix(ax, cm, signs.CLASS_NAMES, f'10-class, {titles[m]}')
+    ax.set_xlabel('predicted', fontsize=8)
+  axes[0][0].set_ylabel('true', fontsize=8)
+  return _save(fig, path)
+
+
+def confusion_binary(workdir, sign_names, methods, titles, path) -> pathlib.Path | None:
+  """A grid of 2x2 matrices: one row per method, one column per sign."""
+  grid = {(m, s): results.pooled_confusion(workdir, f'binary_{s}_{m}', 2)
+          for m in methods for s in sign_names}
+  if all(v is None for v in grid.values()):
+    return None
+  fig, axes = plt.subplots(len(methods), len(sign_names),
+                           figsize=(2.1 * len(sign_names) + 0.6, 2.1 * len(methods)),
+                           squeeze=False, gridspec_kw={'wspace': 0.5, 'hspace': 0.45})
+  for r, m in enumerate(methods):
+    for c, s in enumerate(sign_names):
+      ax = axes[r][c]
+      cm = grid[m, s]
+      if cm is None:
+        ax.axis('off')
+        ax.set_title(f'{s}: not run', fontsize=8)
+        continue
+      _matrix(ax, cm, ('non', 'sign'), s if r == 0 else '')
+      if c == 0:
+        ax.set_ylabel(titles[m], fontsize=9)
+  fig.suptitle('Binary tasks: confusion matrices summed over folds (rows true, '
+               'columns predicted)', fontsize=10)
+  return _save(fig, path)
+
+
+def read_scalars(stage_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps, values)} of a stage's training log: `history.json` (a list of
+  {'step': s, tag: value}) when present, else its TensorBoard event files."""
+  stage_dir = pathlib.Path(stage_dir)
+  series: dict[str, list[tuple[int, float]]] = {}
+  hist = stage_dir / 'history.json'
+  if hist.exists():
+    for rec in json.loads(hist.read_text()):
+      for k, v in rec.items():
+        if k != 'step' and isinstance(v, (int, float)):
+          series.setdefault(k, []).append((int(rec['step']), float(v)))
+  else:
+    events = sorted(stage_dir.rglob('events.out.tfevents.*'))
+    if events:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      for ev in events:
+        prefix = '' if ev.parent == stage_dir else f'{ev.parent.name}/'
+        try:
+          for e in tf.compat.v1.train.summary_iterator(str(ev)):
+            for v in e.summary.value:
+              if v.HasField('simple_value'):
+                value = v.simple_value
+              elif v.HasField('tensor'):
+                arr = tf.make_ndarray(v.tensor)
+                if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
+                  continue
+                value = float(arr.reshape(()))
+              else:
+                continue
+              series.setdefault(prefix + v.tag, []).append((int(e.step), float(value)))
+        except tf.errors.DataLossError:
+          continue  # a file cut short by a kill: keep what was read
+  out = {}
+  for k, pts in series.items():
+    pts.sort()
+    out[k] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+  return out
+
+
+def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | None:
+  """One panel per stage (title -> stage folder under fold 0), every scalar tag whose
+  name says loss, accuracy or learning rate; None when no stage logged anything."""
+  folds = results.fold_dirs(workdir)
+  if not folds:
+    return None
+  first = folds[min(folds)]
+  logged = {t: read_scalars(first / s) for t, s in stages.items()}
+  logged = {t: v for t, v in logged.items() if v}
+  if not logged:
+    return None
+  n = len(logged)
+  cols = min(n, 3)
+  rows = (n + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+  for ax, (title, series) in zip(axes.flat, logged.items()):
+    for tag, (x, y) in sorted(series.items()):
+      if any(w in tag.lower() for w in ('loss', 'acc', 'kl', 'recon')):
+        ax.plot(x, y, label=tag, lw=1.2)
+    ax.set_title(f'{title} (fold {min(folds)})', fontsize=9)
+    ax.set_xlabel('step', fontsize=8)
+    ax.tick_params(labelsize=7)
+    if ax.lines:
+      ax.legend(fontsize=6, loc='best')
+  for ax in list(axes.flat)[n:]:
+    ax.axis('off')
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def fig4(sizes, cells, path) -> pathlib.Path | None:
+  """Pre-training set size against fine-tuned AC (black), SE (blue), SP (red), GGO;
+  `cells[size]` is a results.Cell (mean +- std over folds)."""
+  pts = [(n, cells[n]) for n in sorted(sizes) if cells.get(n) and cells[n].num_folds]
+  if not pts:
+    return None
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  x = np.array([n for n, _ in pts])
+  for i, (name, color) in enumerate((('accuracy', 'black'), ('sensitivity', 'tab:blue'),
+                                     ('specificity', 'tab:red'))):
+    mean = np.array([c.mean[i] for _, c in pts])
+    std = np.nan_to_num(np.array([c.std[i] for _, c in pts]))
+    ax.errorbar(x, mean, yerr=std, color=color, marker='o', capsize=3, label=name)
+  ax.set_xscale('log' if x.max() / max(x.min(), 1) > 20 else 'linear')
+  ax.set_xticks(x, [str(v) for v in x], fontsize=8)
+  ax.minorticks_off()
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel('generated GGO patches used for pre-training')
+  ax.set_ylabel('fine-tuned GGO binary task')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='lower right')
+  ax.set_title('Fig. 4: pre-training set size (mean ± std over folds)', fontsize=9)
+  return _save(fig, path)
+
+
+def fig5(bars: dict[str, dict[str, np.ndarray]], path) -> pathlib.Path | None:
+  """Grouped bars (AC, SE, SP) per model, one panel per task: bars[task][model] =
+  (AC, SE, SP) means. None when nothing to show."""
+  bars = {t: v for t, v in bars.items() if v}
+  if not bars:
+    return None
+  fig, axes = plt.subplots(1, len(bars), figsize=(5.2 * len(bars), 3.6), squeeze=False)
+  for ax, (task, models) in zip(axes[0], bars.items()):
+    names = list(models)
+    width = 0.8 / 3
+    for i, (metric, color) in enumerate((('AC', 'black'), ('SE', 'tab:blue'),
+                                         ('SP', 'tab:red'))):
+      ax.bar(np.arange(len(names)) + (i - 1) * width, [models[n][i] for n in names],
+             width, color=color, label=metric)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(task, fontsize=9)
+    ax.legend(fontsize=7)
+  return _save(fig, path)

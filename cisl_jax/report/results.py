@@ -1,0 +1,197 @@
+"""Reads a reproduce workdir's per-fold stage results and summarises them per table cell.
+
+Layout read (written by cisl_jax/reproduce.py and the stage functions):
+  <workdir>/fold<k>/<stage>/metrics.json   the stage's metrics on the held-out fold
+  <workdir>/fold<k>/<stage>/predictions.npz  `labels` and `preds` (or `logits`)
+A cell (a sign or class, a method) gets: mean +- std over folds of AC, SE, SP, and the
+95% bootstrap interval over the held-out patches pooled over the folds.
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import pathlib
+import re
+import warnings
+
+import numpy as np
+
+from cisl_jax import metrics as metrics_lib
+from cisl_jax import signs
+
+FOLD_RE = re.compile(r'^fold(\d+)$')
+NUM_BOOTSTRAP = 1000
+
+
+@dataclasses.dataclass
+class Cell:
+  """AC, SE, SP of one table cell; NaN where undefined or missing."""
+  mean: np.ndarray  # (3,) mean over folds
+  std: np.ndarray  # (3,) sample std over folds (NaN with one fold)
+  ci: np.ndarray  # (3, 2) 95% bootstrap interval, pooled held-out patches
+  num_folds: int
+  num_examples: int
+
+  @classmethod
+  def missing(cls) -> 'Cell':
+    nan = np.full(3, np.nan)
+    return cls(nan, nan, np.full((3, 2), np.nan), 0, 0)
+
+
+def fold_dirs(workdir) -> dict[int, pathlib.Path]:
+  """{fold index: folder} of the folds present in `workdir`."""
+  out = {}
+  for p in sorted(pathlib.Path(workdir).glob('fold*')):
+    m = FOLD_RE.match(p.name)
+    if m and p.is_dir():
+      out[int(m.group(1))] = p
+  return out
+
+
+def load_predictions(stage_dir) -> tuple[np.ndarray, np.ndarray] | None:
+  """(labels, preds) of a finished classifier stage, or None when it has none."""
+  stage_dir = pathlib.Path(stage_dir)
+  npz = stage_dir / 'predictions.npz'
+  if npz.exists():
+    with np.load(npz) as d:
+      labels = d['labels']
+      if 'preds' in d:
+        preds = d['preds']
+      elif 'predictions' in d:
+        preds = d['predictions']
+      else:
+        preds = np.argmax(d['logits'], axis=-1)
+    return labels.astype(np.int64).reshape(-1), preds.astype(np.int64).reshape(-1)
+  metrics = read_json(stage_dir / 'metrics.json')
+  if metrics and 'labels' in metrics and ('preds' in metrics or 'predictions' in metrics):
+    preds = metrics.get('preds', metrics.get('predictions'))
+    return np.asarray(metrics['labels'], np.int64), np.asarray(preds, np.int64)
+  return None
+
+
+def read_json(path) -> dict | None:
+  """The JSON object at `path`, or None when it does not exist."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    return None
+  with path.open() as f:
+    return json.load(f)
+
+
+def stage_predictions(workdir, stage: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """{fold: (labels, preds)} of `stage` over the folds where it finished."""
+  out = {}
+  for k, d in fold_dirs(workdir).items():
+    p = load_predictions(d / stage)
+    if p is not None:
+      out[k] = p
+  return out
+
+
+def binary_acsesp(labels, preds) -> np.ndarray:
+  """(AC, SE, SP) of a binary task, class 1 = the sign."""
+  m = metrics_lib.classification_metrics(labels, preds, 2)
+  return np.array([m['accuracy'], m['sensitivity_pos'], m['specificity_pos']], np.float64)
+
+
+def class_acsesp(labels, preds, cls: int | None,
+                 num_classes: int = signs.NUM_CLASSES) -> np.ndarray:
+  """(AC, SE, SP) of one class against the rest, or for cls=None the table's mean row:
+  the overall multi-class accuracy and the mean SE and SP over the classes."""
+  m = metrics_lib.classification_metrics(labels, preds, num_classes)
+  if cls is None:
+    return np.array([m['accuracy'], m['mean_sensitivity'], m['mean_specificity']])
+  labels = np.asarray(labels)
+  preds = np.asarray(preds)
+  ovr_acc = float(np.mean((labels == cls) == (preds == cls))) if labels.size else math.nan
+  return np.array([ovr_acc, m['sensitivity'][cls], m['specificity'][cls]], np.float64)
+
+
+def _summarise(per_fold: list[np.ndarray], pooled_labels, pooled_preds, num_classes: int,
+               fn) -> Cell:
+  """Fold mean/std plus the pooled bootstrap interval of `fn(labels, preds) -> (3,)`."""
+  if not per_fold:
+    return Cell.missing()
+  stacked = np.stack(per_fold)
+  with _quiet():
+    mean = np.nanmean(stacked, axis=0)
+    std = (np.nanstd(stacked, axis=0, ddof=1) if len(per_fold) > 1
+           else np.full(3, np.nan))
+  ci = metrics_lib.bootstrap_ci(
+      pooled_labels, pooled_preds, num_classes,
+      metrics=lambda y, p: dict(zip(('AC', 'SE', 'SP'), fn(y, p))),
+      num_samples=NUM_BOOTSTRAP, seed=0)
+  return Cell(mean, std, np.array([ci['AC'], ci['SE'], ci['SP']]), len(per_fold),
+              int(pooled_labels.size))
+
+
+@contextlib.contextmanager
+def _quiet():
+  """Silences numpy's mean-of-empty warnings (a missing figure is NaN by design)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    yield
+
+
+def binary_cell(workdir, stage: str) -> Cell:
+  """Table I cell of one sign and method: `stage` is e.g. 'binary_GGO_finetune'."""
+  preds = stage_predictions(workdir, stage)
+  if not preds:
+    return Cell.missing()
+  per_fold = [binary_acsesp(y, p) for y, p in preds.values()]
+  y = np.concatenate([v[0] for v in preds.values()])
+  p = np.concatenate([v[1] for v in preds.values()])
+  return _summarise(per_fold, y, p, 2, binary_acsesp)
+
+
+def binary_mean_cell(workdir, stages: list[str]) -> Cell:
+  """Table I mean row: the mean over signs, per fold; the interval resamples the
+  patches of all signs pooled (each keeps its sign, so the mean is over signs)."""
+  by_stage = {s: stage_predictions(workdir, s) for s in stages}
+  folds = sorted(set.intersection(*[set(v) for v in by_stage.values()])) if stages else []
+  if not folds:
+    return Cell.missing()
+  n = len(stages)
+  per_fold = []
+  for k in folds:
+    with _quiet():
+      per_fold.append(np.nanmean([binary_acsesp(*by_stage[s][k]) for s in stages], axis=0))
+  # Encode (sign, label) as one code so one resample keeps each patch's sign.
+  ys, ps = [], []
+  for i, s in enumerate(stages):
+    for k in folds:
+      y, p = by_stage[s][k]
+      ys.append(2 * i + y)
+      ps.append(2 * i + p)
+
+  def mean_over_signs(y, p):
+    rows = []
+    for i in range(n):
+      sel = (y // 2) == i
+      if sel.any():
+        rows.append(binary_acsesp(y[sel] % 2, p[sel] % 2))
+    with _quiet():
+      return np.nanmean(rows, axis=0)
+
+  return _summarise(per_fold, np.concatenate(ys), np.concatenate(ps), 2 * n,
+                    mean_over_signs)
+
+
+def class_cell(workdir, stage: str, cls: int | None) -> Cell:
+  """Table II cell of one class (or the mean row, cls=None) and method."""
+  preds = stage_predictions(workdir, stage)
+  if not preds:
+    return Cell.missing()
+  fn = lambda y, p: class_acsesp(y, p, cls)
+  per_fold = [fn(y, p) for y, p in preds.values()]
+  y = np.concatenate([v[0] for v in preds.values()])
+  p = np.concatenate([v[1] for v in preds.values()])
+  return _summarise(per_fold, y, p, signs.NUM_CLASSES, fn)
+
+
+def pooled_confusion(workdir, stage: str, num_classes: int) -> np.ndarray | None:
+  """Confusion matrix of `stage` summed over the folds, or None when none finished."""
+  preds = stage_predictions(workdir, stage)
+  if not preds:
+    return None
+  return sum(metrics_lib.confusion_matrix(y, p, num_classes) for y, p in preds.values())

@@ -1,0 +1,114 @@
+"""Tests of the report writer on a synthetic reproduce workdir (no training)."""
+import csv
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from cisl_jax import paper_results
+from cisl_jax import report
+from cisl_jax import signs
+from cisl_jax.report import results
+
+SIGNS = ('GGO', 'CV')
+
+
+def _write_preds(stage_dir: pathlib.Path, labels, preds):
+  stage_dir.mkdir(parents=True, exist_ok=True)
+  np.savez(stage_dir / 'predictions.npz', labels=np.asarray(labels), preds=np.asarray(preds))
+  (stage_dir / 'metrics.json').write_text('{}')
+
+
+def _noisy(rng, labels, num_classes, p_correct):
+  wrong = rng.integers(0, num_classes, labels.shape)
+  return np.where(rng.random(labels.shape) < p_correct, labels, wrong)
+
+
+def make_workdir(root: pathlib.Path, num_folds=2, source='phantom', transfer=False):
+  """A workdir with every stage's predictions, better methods more often right."""
+  rng = np.random.default_rng(0)
+  quality = {'scratch': 0.3, 'pretrain': 0.6, 'finetune': 0.9, 'traditional': 0.7}
+  for k in range(num_folds):
+    fold = root / f'fold{k}'
+    for s in SIGNS:
+      for m in paper_results.TABLE1_METHODS:
+        y = np.repeat([0, 1], 20)
+        _write_preds(fold / f'binary_{s}_{m}', y, _noisy(rng, y, 2, quality[m]))
+      for n in (8, 32):
+        y = np.repeat([0, 1], 20)
+        _write_preds(fold / f'sweep_GGO_{n}_finetune', y, _noisy(rng, y, 2, 0.4 + n / 80))
+      if transfer:
+        y = np.repeat([0, 1], 20)
+        _write_preds(fold / f'binary_{s}_transfer_vgg16', y, _noisy(rng, y, 2, 0.6))
+    for m in paper_results.TABLE2_METHODS:
+      y = np.arange(60) % signs.NUM_CLASSES
+      _write_preds(fold / f'ten_{m}', y, _noisy(rng, y, signs.NUM_CLASSES, quality[m]))
+    gen = fold / 'generate'
+    gen.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    plt.imsave(gen / 'grid.png', rng.random((64, 128)), cmap='gray')
+    gan = fold / 'gan'
+    gan.mkdir(parents=True, exist_ok=True)
+    (gan / 'history.json').write_text(json.dumps(
+        [{'step': i, 'loss_d': 1.0 / (i + 1), 'loss_kl': 0.5} for i in range(5)]))
+  cfg = {'source': source, 'num_folds': num_folds, 'signs': list(SIGNS), 'variant': 'test',
+         'sweep_sizes': [8, 32], 'generated_per_sign': 64}
+  (root / 'reproduce.json').write_text(json.dumps(cfg))
+  (root / 'status.json').write_text(json.dumps({
+      'fold1/binary_CV_pretrain': {'state': 'failed', 'error': 'ValueError: boom'},
+      'fold0/gan': {'state': 'done', 'seconds': 3.5}}))
+  return root
+
+
+def test_report_has_warning_tables_figures(tmp_path):
+  readme = report.write_report(make_workdir(tmp_path))
+  text = readme.read_text()
+  assert text.splitlines()[0].startswith('# Results on SYNTHETIC PHANTOM data')
+  assert 'nothing about patients' in text.splitlines()[0]
+  assert '## Table I' in text and '## Table II' in text
+  assert '(0.926)' in text  # the paper's GGO fine-tuning AC beside ours
+  assert 'fold1/binary_CV_pretrain' in text and 'boom' in text
+  assert 'were not run' in text  # transfer baselines absent
+  out = readme.parent
+  for name in ('confusion_ten_class.png', 'confusion_binary.png', 'training_curves.png',
+               'fig4_pretraining_size.png', 'fig3_real_vs_generated_fold0.png'):
+    assert (out / name).stat().st_size > 1000, name
+    assert f']({name})' in text
+  rows = list(csv.DictReader((out / 'table2_ten_class.csv').open()))
+  assert len(rows) == 4 * 11 * 3
+  fine = [r for r in rows if r['row'] == 'mean' and r['method'] == 'finetune']
+  scratch = [r for r in rows if r['row'] == 'mean' and r['method'] == 'scratch']
+  assert float(fine[0]['mean']) > float(scratch[0]['mean'])
+  assert float(fine[0]['ci_low']) <= float(fine[0]['mean']) <= float(fine[0]['ci_high'])
+  assert fine[0]['paper'] == ''  # the paper's text has no AC there: not invented
+  assert float(fine[1]['paper']) == pytest.approx(0.927)
+
+
+def test_non_phantom_first_line_and_transfer(tmp_path):
+  text = report.write_report(make_workdir(tmp_path, source='manifest',
+                                          transfer=True)).read_text()
+  assert text.splitlines()[0] == '# Results on data source `manifest`'
+  assert 'SYNTHETIC' not in text
+  assert '| vgg16 |' in text and (tmp_path / 'report' / 'fig5_transfer.png').exists()
+
+
+def test_cells_match_hand_computed(tmp_path):
+  # Fold 0: 4 of 4 right; fold 1: labels 0,0,1,1 predicted 0,1,1,0 (AC .5, SE .5, SP .5).
+  _write_preds(tmp_path / 'fold0' / 's', [0, 0, 1, 1], [0, 0, 1, 1])
+  _write_preds(tmp_path / 'fold1' / 's', [0, 0, 1, 1], [0, 1, 1, 0])
+  cell = results.binary_cell(tmp_path, 's')
+  np.testing.assert_allclose(cell.mean, [0.75, 0.75, 0.75])
+  np.testing.assert_allclose(cell.std, [np.std([1, .5], ddof=1)] * 3)
+  assert cell.num_folds == 2 and cell.num_examples == 8
+  assert np.all(cell.ci[:, 0] <= 0.75) and np.all(cell.ci[:, 1] >= 0.75)
+  # One class against the rest: class 2 of [0,1,2,2] predicted [0,2,2,1].
+  _write_preds(tmp_path / 'fold0' / 't', [0, 1, 2, 2], [0, 2, 2, 1])
+  np.testing.assert_allclose(results.class_acsesp([0, 1, 2, 2], [0, 2, 2, 1], 2, 3),
+                             [0.5, 0.5, 0.5])
+
+
+def test_missing_everything_says_not_run(tmp_path):
+  text = report.write_report(tmp_path).read_text()
+  assert 'No 10-class stage has finished.' in text
+  assert 'The size sweep has not run.' in text
