@@ -1,0 +1,68 @@
+"""The paper's CNN classifier: 4 convolutions + 2 fully connected layers (Section II-B).
+
+Layer list (NHWC, 64x64x1 input in [-1, 1]):
+  (1) conv 5x5 s1 SAME, 32, ReLU
+  (2) conv 5x5 s2 SAME, 64, BN, ReLU
+  (3) conv 5x5 s2 SAME, 128, BN, ReLU
+  (4) conv 5x5 s2 SAME, 256, BN, ReLU
+  (5) FC 1024, BN, ReLU, dropout 0.5
+  (6) FC num_classes (2 binary, 10 multi-class); softmax is left to the loss.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# BatchNorm as in the TensorFlow DCGAN-style code the paper's era used (decay 0.9,
+# epsilon 1e-5), rather than flax's slower-moving 0.99: short fine-tuning runs need
+# running statistics that catch up within a few hundred steps.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def scaled(channels: int, width: float) -> int:
+  """A channel / unit count scaled by the width multiplier (at least 1)."""
+  return max(1, int(round(channels * width)))
+
+
+def batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+
+
+class Classifier(nnx.Module):
+  """The paper's classifier; `model(x) -> logits` of shape (B, num_classes).
+
+  BatchNorm uses batch statistics and dropout is active after `model.train()`;
+  `model.eval()` switches both to inference.
+  """
+
+  def __init__(self, num_classes: int, *, width: float = 1.0, dropout: float = 0.5,
+               image_size: int = 64, rngs: nnx.Rngs):
+    c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
+    hidden = scaled(1024, width)
+    self.num_classes = num_classes
+    self.conv1 = nnx.Conv(1, c1, (5, 5), 1, padding='SAME', rngs=rngs)
+    self.conv2 = nnx.Conv(c1, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn2 = batch_norm(c2, rngs)
+    self.conv3 = nnx.Conv(c2, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn3 = batch_norm(c3, rngs)
+    self.conv4 = nnx.Conv(c3, c4, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn4 = batch_norm(c4, rngs)
+    side = -(-image_size // 8)  # three stride-2 SAME convolutions
+    self.fc5 = nnx.Linear(side * side * c4, hidden, rngs=rngs)
+    self.bn5 = batch_norm(hidden, rngs)
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.fc6 = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+  def features(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    """The input of the last FC layer (after dropout), shape (B, 1024 * width)."""
+    x = nnx.relu(self.conv1(x))
+    x = nnx.relu(self.bn2(self.conv2(x)))
+    x = nnx.relu(self.bn3(self.conv3(x)))
+    x = nnx.relu(self.bn4(self.conv4(x)))
+    x = x.reshape(x.shape[0], -1)
+    x = nnx.relu(self.bn5(self.fc5(x)))
+    return self.dropout(x, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    """Logits for images x (B, 64, 64, 1); `rngs` overrides the dropout stream."""
+    return self.fc6(self.features(jnp.asarray(x), rngs=rngs))

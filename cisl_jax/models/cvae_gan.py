@@ -1,0 +1,168 @@
+"""The paper's CVAE-GAN (Bao et al. 2017) in Flax NNX, layer by layer (Section III-B).
+
+Encoder (input: the image with the one-hot sign as 9 constant channels, 64x64x10):
+  (1) conv 5x5 s2, 32, LReLU(0.2)         (2) conv 5x5 s2, 64, BN, LReLU
+  (3) conv 5x5 s2, 128, BN, LReLU         (4) conv 5x5 s2, 256, BN, LReLU
+  (5) FC 1024, BN, LReLU                  (6) FC 2 * latent_dim (= 128), BN, LReLU
+  -> split into (mu, logvar).
+Decoder (input: z concatenated with the one-hot sign):
+  (1) FC 1024, BN, LReLU                  (2) FC 4096 (= 4x4x256), BN, LReLU
+  (3) deconv 5x5 s2, 128, BN, LReLU       (4) deconv 5x5 s2, 64, BN, LReLU
+  (5) deconv 5x5 s2, 32, BN, LReLU        (6) deconv 5x5 s2, 1, [BN], tanh
+Critic (discriminator with 1 output, auxiliary classifier with 9):
+  (1) conv 5x5 s1, 32, BN, ReLU           (2) conv 5x5 s2, 64, BN, ReLU
+  (3) conv 5x5 s2, 128, BN, ReLU          (4) FC 512, BN, ReLU -> features
+  (5) FC num_outputs -> logits (sigmoid / softmax are left to the losses).
+All convolutions are SAME padded. `width` scales every channel count and hidden FC
+size (1.0 = the paper); the latent size and the image channel do not scale.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cisl_jax.models.classifier import batch_norm
+from cisl_jax.models.classifier import scaled
+
+LEAK = 0.2
+
+
+def lrelu(x: jax.Array) -> jax.Array:
+  return nnx.leaky_relu(x, LEAK)
+
+
+class Encoder(nnx.Module):
+  """`(x, y_onehot) -> (mu, logvar)`, each (B, latent_dim)."""
+
+  def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
+               image_size: int = 64, rngs: nnx.Rngs):
+    c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
+    hidden = scaled(1024, width)
+    self.num_classes, self.latent_dim = num_classes, latent_dim
+    self.conv1 = nnx.Conv(1 + num_classes, c1, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv2 = nnx.Conv(c1, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn2 = batch_norm(c2, rngs)
+    self.conv3 = nnx.Conv(c2, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn3 = batch_norm(c3, rngs)
+    self.conv4 = nnx.Conv(c3, c4, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn4 = batch_norm(c4, rngs)
+    side = -(-image_size // 16)
+    self.fc5 = nnx.Linear(side * side * c4, hidden, rngs=rngs)
+    self.bn5 = batch_norm(hidden, rngs)
+    self.fc6 = nnx.Linear(hidden, 2 * latent_dim, rngs=rngs)
+    self.bn6 = batch_norm(2 * latent_dim, rngs)
+
+  def __call__(self, x: jax.Array, y_onehot: jax.Array) -> tuple[jax.Array, jax.Array]:
+    b, h, w, _ = x.shape
+    # The condition enters as constant channels, one per class (as in the peers).
+    cond = jnp.broadcast_to(y_onehot[:, None, None, :].astype(x.dtype),
+                            (b, h, w, y_onehot.shape[-1]))
+    x = jnp.concatenate([x, cond], axis=-1)
+    x = lrelu(self.conv1(x))
+    x = lrelu(self.bn2(self.conv2(x)))
+    x = lrelu(self.bn3(self.conv3(x)))
+    x = lrelu(self.bn4(self.conv4(x)))
+    x = x.reshape(b, -1)
+    x = lrelu(self.bn5(self.fc5(x)))
+    x = lrelu(self.bn6(self.fc6(x)))
+    mu, logvar = jnp.split(x, 2, axis=-1)
+    return mu, logvar
+
+
+class Decoder(nnx.Module):
+  """`(z, y_onehot) -> x` in [-1, 1], shape (B, 64, 64, 1).
+
+  `output_batchnorm=True` puts the paper's BatchNorm before the final tanh; the
+  default leaves it out, as the peers and DCGAN practice do (see BUILD_NOTES).
+  """
+
+  def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
+               image_size: int = 64, output_batchnorm: bool = False, rngs: nnx.Rngs):
+    c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
+    hidden = scaled(1024, width)
+    self.num_classes, self.latent_dim = num_classes, latent_dim
+    self.side = -(-image_size // 16)
+    self.c4 = c4
+    self.fc1 = nnx.Linear(latent_dim + num_classes, hidden, rngs=rngs)
+    self.bn1 = batch_norm(hidden, rngs)
+    self.fc2 = nnx.Linear(hidden, self.side * self.side * c4, rngs=rngs)
+    self.bn2 = batch_norm(self.side * self.side * c4, rngs)
+    self.deconv3 = nnx.ConvTranspose(c4, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn3 = batch_norm(c3, rngs)
+    self.deconv4 = nnx.ConvTranspose(c3, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn4 = batch_norm(c2, rngs)
+    self.deconv5 = nnx.ConvTranspose(c2, c1, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn5 = batch_norm(c1, rngs)
+    self.deconv6 = nnx.ConvTranspose(c1, 1, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn6 = batch_norm(1, rngs) if output_batchnorm else None
+
+  def __call__(self, z: jax.Array, y_onehot: jax.Array) -> jax.Array:
+    x = jnp.concatenate([z, y_onehot.astype(z.dtype)], axis=-1)
+    x = lrelu(self.bn1(self.fc1(x)))
+    x = lrelu(self.bn2(self.fc2(x)))
+    x = x.reshape(x.shape[0], self.side, self.side, self.c4)
+    x = lrelu(self.bn3(self.deconv3(x)))
+    x = lrelu(self.bn4(self.deconv4(x)))
+    x = lrelu(self.bn5(self.deconv5(x)))
+    x = self.deconv6(x)
+    if self.bn6 is not None:
+      x = self.bn6(x)
+    return jnp.tanh(x)
+
+
+class Critic(nnx.Module):
+  """Discriminator (`num_outputs=1`) or auxiliary classifier (9): `x -> (logits, features)`.
+
+  `features` is the input of the last FC layer, used for feature matching.
+  """
+
+  def __init__(self, num_outputs: int, *, width: float = 1.0, image_size: int = 64,
+               rngs: nnx.Rngs):
+    c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
+    hidden = scaled(512, width)
+    self.conv1 = nnx.Conv(1, c1, (5, 5), 1, padding='SAME', rngs=rngs)
+    self.bn1 = batch_norm(c1, rngs)
+    self.conv2 = nnx.Conv(c1, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn2 = batch_norm(c2, rngs)
+    self.conv3 = nnx.Conv(c2, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.bn3 = batch_norm(c3, rngs)
+    side = -(-image_size // 4)
+    self.fc4 = nnx.Linear(side * side * c3, hidden, rngs=rngs)
+    self.bn4 = batch_norm(hidden, rngs)
+    self.fc5 = nnx.Linear(hidden, num_outputs, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = nnx.relu(self.bn1(self.conv1(x)))
+    x = nnx.relu(self.bn2(self.conv2(x)))
+    x = nnx.relu(self.bn3(self.conv3(x)))
+    x = x.reshape(x.shape[0], -1)
+    features = nnx.relu(self.bn4(self.fc4(x)))
+    return self.fc5(features), features
+
+
+def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  """z = mu + noise * exp(logvar / 2), noise ~ N(0, 1).
+
+  The paper writes `z = noise * log(eps) + mu` with eps the encoder's "covariance";
+  we read the encoder's second half as a log-variance, the standard VAE
+  reparameterisation of Bao et al., which the peers use as well.
+  """
+  return mu + jax.random.normal(key, mu.shape, mu.dtype) * jnp.exp(0.5 * logvar)
+
+
+class CVAEGAN(nnx.Module):
+  """The four CVAE-GAN networks: .encoder .decoder .discriminator .classifier."""
+
+  def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
+               image_size: int = 64, output_batchnorm: bool = False, rngs: nnx.Rngs):
+    self.num_classes, self.latent_dim = num_classes, latent_dim
+    self.encoder = Encoder(num_classes, latent_dim, width=width, image_size=image_size,
+                           rngs=rngs)
+    self.decoder = Decoder(num_classes, latent_dim, width=width, image_size=image_size,
+                           output_batchnorm=output_batchnorm, rngs=rngs)
+    self.discriminator = Critic(1, width=width, image_size=image_size, rngs=rngs)
+    self.classifier = Critic(num_classes, width=width, image_size=image_size, rngs=rngs)
+
+  def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:
+    """Decodes prior samples z ~ N(0, I) for the given one-hot signs."""
+    z = jax.random.normal(key, (y_onehot.shape[0], self.latent_dim))
+    return self.decoder(z, y_onehot)

@@ -1,0 +1,124 @@
+"""Output shapes and parameter counts of the paper's networks, from its layer lists."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+import pytest
+
+from cisl_jax import models
+from cisl_jax.models import cvae_gan
+
+
+def num_params(module) -> int:
+  """Trainable parameters: kernels, biases and BatchNorm scale/bias (no running stats)."""
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def conv(k, cin, cout):
+  return k * k * cin * cout + cout  # kernel + bias
+
+
+def fc(cin, cout):
+  return cin * cout + cout
+
+
+BN = lambda c: 2 * c  # scale + bias
+
+
+def test_classifier_ten_classes_has_the_papers_parameter_count():
+  model = models.Classifier(10, rngs=nnx.Rngs(0))
+  assert num_params(model) == 17_867_914
+
+
+@pytest.mark.parametrize('num_classes', [2, 10])
+def test_classifier_layer_list(num_classes):
+  expected = (conv(5, 1, 32)  # (1) conv 32 s1, ReLU (no BN)
+              + conv(5, 32, 64) + BN(64)  # (2) conv 64 s2, BN
+              + conv(5, 64, 128) + BN(128)  # (3) conv 128 s2, BN
+              + conv(5, 128, 256) + BN(256)  # (4) conv 256 s2, BN -> 8x8x256
+              + fc(8 * 8 * 256, 1024) + BN(1024)  # (5) FC 1024, BN, dropout
+              + fc(1024, num_classes))  # (6) FC 2/10
+  model = models.Classifier(num_classes, rngs=nnx.Rngs(0))
+  assert num_params(model) == expected
+  model.eval()
+  assert model(jnp.zeros((3, 64, 64, 1))).shape == (3, num_classes)
+
+
+def test_encoder_layer_list_and_shapes():
+  expected = (conv(5, 1 + 9, 32)  # (1) conv 32 s2 on image + 9 one-hot channels, LReLU
+              + conv(5, 32, 64) + BN(64)  # (2) conv 64 s2, BN
+              + conv(5, 64, 128) + BN(128)  # (3) conv 128 s2, BN
+              + conv(5, 128, 256) + BN(256)  # (4) conv 256 s2, BN -> 4x4x256
+              + fc(4 * 4 * 256, 1024) + BN(1024)  # (5) FC 1024, BN
+              + fc(1024, 128) + BN(128))  # (6) FC 128 = 2 x latent 64, BN
+  enc = models.Encoder(9, 64, rngs=nnx.Rngs(0))
+  assert num_params(enc) == expected
+  mu, logvar = enc(jnp.zeros((2, 64, 64, 1)), jax.nn.one_hot(jnp.array([0, 8]), 9))
+  assert mu.shape == logvar.shape == (2, 64)
+
+
+@pytest.mark.parametrize('output_batchnorm', [False, True])
+def test_decoder_layer_list_and_shapes(output_batchnorm):
+  expected = (fc(64 + 9, 1024) + BN(1024)  # (1) FC 1024 on z + one-hot, BN
+              + fc(1024, 4096) + BN(4096)  # (2) FC 4096 = 4x4x256, BN
+              + conv(5, 256, 128) + BN(128)  # (3) deconv 128 s2, BN -> 8x8
+              + conv(5, 128, 64) + BN(64)  # (4) deconv 64 s2, BN -> 16x16
+              + conv(5, 64, 32) + BN(32)  # (5) deconv 32 s2, BN -> 32x32
+              + conv(5, 32, 1)  # (6) deconv 1 s2 -> 64x64, tanh
+              + (BN(1) if output_batchnorm else 0))  # the paper's BN before tanh
+  dec = models.Decoder(9, 64, output_batchnorm=output_batchnorm, rngs=nnx.Rngs(0))
+  assert num_params(dec) == expected
+  x = dec(3.0 * jax.random.normal(jax.random.key(1), (4, 64)),
+          jax.nn.one_hot(jnp.arange(4), 9))
+  assert x.shape == (4, 64, 64, 1)
+  assert float(jnp.abs(x).max()) <= 1.0
+
+
+@pytest.mark.parametrize('num_outputs', [1, 9])
+def test_critic_layer_list_and_features(num_outputs):
+  expected = (conv(5, 1, 32) + BN(32)  # (1) conv 32 s1, BN
+              + conv(5, 32, 64) + BN(64)  # (2) conv 64 s2, BN
+              + conv(5, 64, 128) + BN(128)  # (3) conv 128 s2, BN -> 16x16x128
+              + fc(16 * 16 * 128, 512) + BN(512)  # (4) FC 512, BN -> features
+              + fc(512, num_outputs))  # (5) FC 1 (sigmoid) / 9 (softmax)
+  critic = models.Critic(num_outputs, rngs=nnx.Rngs(0))
+  assert num_params(critic) == expected
+  logits, features = critic(jnp.zeros((2, 64, 64, 1)))
+  assert logits.shape == (2, num_outputs) and features.shape == (2, 512)
+  # features are the input of the last FC layer
+  np.testing.assert_allclose(features @ critic.fc5.kernel[...] + critic.fc5.bias[...],
+                             logits, rtol=1e-5, atol=1e-5)
+
+
+def test_width_scales_channels_and_hidden_units_but_not_latent():
+  gan = models.CVAEGAN(9, 64, width=0.25, rngs=nnx.Rngs(0))
+  assert gan.encoder.conv1.kernel[...].shape == (5, 5, 10, 8)
+  assert gan.encoder.fc6.kernel[...].shape == (256, 128)
+  assert gan.decoder.fc2.kernel[...].shape == (256, 4 * 4 * 64)
+  assert gan.discriminator.fc4.kernel[...].shape == (16 * 16 * 32, 128)
+  clf = models.Classifier(2, width=0.125, rngs=nnx.Rngs(0))
+  assert clf.fc5.kernel[...].shape == (8 * 8 * 32, 128)
+  y = jax.nn.one_hot(jnp.array([1, 2]), 9)
+  mu, logvar = gan.encoder(jnp.zeros((2, 64, 64, 1)), y)
+  assert mu.shape == (2, 64)
+  assert gan.decoder(mu, y).shape == (2, 64, 64, 1)
+  assert gan.generate(jax.random.key(0), y).shape == (2, 64, 64, 1)
+
+
+def test_train_and_eval_modes():
+  model = models.Classifier(10, width=0.125, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (8, 64, 64, 1))
+  model.train()
+  a, b = model(x), model(x)
+  assert not np.allclose(a, b)  # dropout draws fresh masks
+  stats_before = np.asarray(model.bn5.mean[...])
+  model.eval()
+  np.testing.assert_array_equal(model(x), model(x))
+  assert np.array_equal(stats_before, np.asarray(model.bn5.mean[...]))
+
+
+def test_reparameterize():
+  mu, logvar = jnp.full((4096, 2), 3.0), jnp.full((4096, 2), jnp.log(4.0))
+  z = cvae_gan.reparameterize(jax.random.key(0), mu, logvar)
+  assert abs(float(z.mean()) - 3.0) < 0.1
+  assert abs(float(z.std()) - 2.0) < 0.1
