@@ -200,29 +200,31 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
   ft, fh, fg = (extract_features(feature_fn, x)
                 for x in (train_images, held_images, gen_images))
   pt, ph, pg = (_as_2d(x) for x in (train_images, held_images, gen_images))
-  per_sign = {}
+  per_sign, rows = {}, []
   for s, name in enumerate(signs_lib.SIGNS):
     t, h, g = train_labels == s, held_labels == s, gen_labels == s
     if not g.any() and not t.any():
       continue
-    per_sign[name], _ = _measures(ft[t], fh[h], fg[g], pt[t], ph[h], pg[g], k, seed)
-  overall, mem = _measures(ft, fh, fg, pt, ph, pg, k, seed)
-  # Memorisation overall is per sign pooled: a GGO copy must be nearer a GGO patch.
+    per_sign[name], mem = _measures(ft[t], fh[h], fg[g], pt[t], ph[h], pg[g], k, seed)
+    # Suspects are ranked within their sign: a GGO copy is a copy of a GGO patch.
+    gi, ti, hi = np.flatnonzero(g), np.flatnonzero(t), np.flatnonzero(h)
+    for j in range(len(mem['d_train'])):
+      rows.append((mem['d_train'][j] / max(mem['d_held'][j], 1e-12), name, gi[j],
+                   ti[mem['nearest_train'][j]], hi[mem['nearest_held'][j]],
+                   mem['d_train'][j], mem['d_held'][j]))
+  overall, _ = _measures(ft, fh, fg, pt, ph, pg, k, seed)
+  # Overall memorisation: the per-sign shares weighted by generated counts.
   shares = [(m['num_generated'], m['memorisation']) for m in per_sign.values()
             if not np.isnan(m['memorisation']['share'])]
   if shares:
     n = sum(w for w, _ in shares)
     for key in ('share', 'chance', 'pixel_share'):
       overall['memorisation'][key] = float(sum(w * m[key] for w, m in shares) / n)
-  suspicious = []
-  if len(mem['d_train']):
-    ratio = mem['d_train'] / np.maximum(mem['d_held'], 1e-12)
-    for i in np.argsort(ratio, kind='stable')[:num_suspicious]:
-      suspicious.append({
-          'sign': signs_lib.SIGNS[int(gen_labels[i])], 'ratio': float(ratio[i]),
-          'd_train': float(mem['d_train'][i]), 'd_held': float(mem['d_held'][i]),
-          'generated': gen_images[i], 'nearest_train': train_images[mem['nearest_train'][i]],
-          'nearest_held': held_images[mem['nearest_held'][i]]})
+  rows.sort(key=lambda r: r[0])
+  suspicious = [{'sign': name, 'ratio': float(ratio), 'd_train': float(dt),
+                 'd_held': float(dh), 'generated': gen_images[gi],
+                 'nearest_train': train_images[ti], 'nearest_held': held_images[hi]}
+                for ratio, name, gi, ti, hi, dt, dh in rows[:num_suspicious]]
   return {'per_sign': per_sign, 'overall': overall, 'suspicious': suspicious, 'k': k}
 
 
@@ -241,10 +243,13 @@ def to_markdown(results: dict, figure_name: str = 'memorisation.png',
            'distance generated / real (well below 1 = mode collapse). Memorisation: share '
            'of generated patches nearer a training patch than any held-out one, in '
            'feature and pixel space, against the chance level n_train/(n_train+n_held).',
-           '',
-           '| sign | n train | n held-out | n gen | FD | FD floor | precision | recall | '
-           'diversity ratio | memorised (feat) | memorised (pixel) | chance |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|']
+           '']
+  if results.get('features'):
+    lines += [f'Features: {results["features"]}.', '']
+  lines += [
+            '| sign | n train | n held-out | n gen | FD | FD floor | precision | recall | '
+            'diversity ratio | memorised (feat) | memorised (pixel) | chance |',
+            '|---|---|---|---|---|---|---|---|---|---|---|---|']
   rows = list(results['per_sign'].items()) + [('**overall**', results['overall'])]
   for name, m in rows:
     mem = m['memorisation']
@@ -329,3 +334,144 @@ def write_quality_section(out_dir: str, results: dict) -> dict:
     plot_suspicious(results['suspicious'], paths['figure'])
   paths['section'] = section
   return paths
+
+
+# ---- Reading a reproduce workdir: <workdir>/fold<k>/<stage>/ ---------------------------
+
+
+def fold_dir(workdir: str, fold: int) -> str:
+  return os.path.join(workdir, f'fold{fold}')
+
+
+def find_generated(stage_dir: str) -> str:
+  """The generated-set folder (holding dataset_info.json) in or just under stage_dir."""
+  candidates = [stage_dir] + sorted(
+      os.path.join(stage_dir, d) for d in (os.listdir(stage_dir) if os.path.isdir(stage_dir)
+                                           else ()))
+  for c in candidates:
+    if os.path.isfile(os.path.join(c, 'dataset_info.json')):
+      return c
+  raise FileNotFoundError(
+      f'{stage_dir}: no generated set (a folder with dataset_info.json) in it or just under '
+      'it; run the generate stage of this fold first, or set --config.generated_dir.')
+
+
+def data_settings(config, stage_dir: str) -> dict:
+  """data_dir, source and num_folds: from the stage's config.json when it has one
+  (what the run used), else from `config`."""
+  out = {'data_dir': config.data_dir, 'source': config.source, 'num_folds': config.num_folds}
+  path = os.path.join(stage_dir, 'config.json')
+  if os.path.isfile(path):
+    with open(path) as f:
+      stage = json.load(f)
+    out.update({k: stage[k] for k in out if stage.get(k) is not None})
+  return out
+
+
+def _tree_shapes(tree, prefix=''):
+  """{'conv1/kernel': shape, ...} of a restored checkpoint tree (nested dicts)."""
+  out = {}
+  for k, v in (tree.items() if isinstance(tree, dict) else ()):
+    name = f'{prefix}/{k}' if prefix else str(k)
+    if isinstance(v, dict):
+      out.update(_tree_shapes(v, name))
+    else:
+      out[name.removesuffix('/value')] = tuple(np.shape(v))
+  return out
+
+
+def classifier_features(stage_dir: str, batch_size: int = 256) -> FeatureFn:
+  """Penultimate-layer features (input of the last FC) of a trained cisl_jax Classifier.
+
+  `stage_dir` is the classifier stage's workdir (holding checkpoints/). The width and
+  class count are read from the checkpoint's shapes, the model is restored in eval
+  mode (BatchNorm running statistics, no dropout) and run jitted at a fixed batch size.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from cisl_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+
+  directory = checkpointing.checkpoint_dir(stage_dir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{directory}: no classifier checkpoints; train the classifier '
+                            'stage first or set --config.classifier_dir.')
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True)) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'{directory}: no finished checkpoint; train the stage first.')
+    shapes = _tree_shapes(manager.restore(step, args=ocp.args.StandardRestore())['params'])
+  try:
+    c1, hidden, num_classes = (shapes['conv1/kernel'][-1], shapes['fc5/kernel'][-1],
+                               shapes['fc6/kernel'][-1])
+  except KeyError as e:
+    raise ValueError(f'{directory}/{step}: not a cisl_jax Classifier checkpoint (no {e}); '
+                     'point --config.classifier_dir at a classifier stage.') from e
+  width = c1 / 32
+  model = classifier_lib.Classifier(num_classes, width=width, rngs=nnx.Rngs(0))
+  if classifier_lib.scaled(1024, width) != hidden:
+    raise ValueError(f'{directory}/{step}: conv1 has {c1} channels but fc5 {hidden} units; '
+                     'not a Classifier of one width multiplier.')
+  graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  params, batch_stats, _ = checkpointing.init_from(stage_dir, params, batch_stats)
+  model = nnx.merge(graphdef, params, batch_stats, rest)
+  model.eval()
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def forward(state, x):
+    return nnx.merge(graphdef, state).features(x)
+
+  def fn(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, np.float32)
+    out = []
+    for i in range(0, len(images), batch_size):
+      x = images[i:i + batch_size]
+      pad = batch_size - len(x)  # fixed shape: one compilation
+      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+      out.append(np.asarray(forward(state, x))[:batch_size - pad])
+    return np.concatenate(out)
+
+  return fn
+
+
+def run_stage(config, workdir: str) -> dict:
+  """The quality stage: measures one fold's generated set, writes into `workdir`.
+
+  Args:
+    config: ConfigDict (or dict) with data_dir, source, num_folds, fold (held out),
+      seed, generated_dir (the generated set, or the generate stage folder holding it),
+      features_from (workdir of a classifier trained on real patches, e.g. the fold's
+      ten_scratch stage), max_generated; optional k (3) and num_suspicious (8).
+    workdir: the stage folder, e.g. `<run>/fold<k>/quality/`.
+
+  Writes quality.json, quality.md, memorisation.png and, last, metrics.json (which
+  marks the stage done; a finished stage is not recomputed). Returns the metrics.
+  """
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  get = config.get
+  metrics_path = os.path.join(workdir, 'metrics.json')
+  if os.path.isfile(metrics_path):
+    with open(metrics_path) as f:
+      return json.load(f)
+  fold, num_folds = int(config['fold']), int(config['num_folds'])
+  gen_dir = find_generated(config['generated_dir'])
+  train = input_pipeline.load_split(config['data_dir'], config['source'],
+                                    [f for f in range(num_folds) if f != fold])
+  held = input_pipeline.load_split(config['data_dir'], config['source'], [fold])
+  gen = input_pipeline.load_generated(gen_dir)
+  logging.info('quality: %d generated patches from %s, features of %s', len(gen['label']),
+               gen_dir, config['features_from'])
+  res = evaluate(classifier_features(config['features_from']), train['image'],
+                 train['label'], held['image'], held['label'], gen['image'], gen['label'],
+                 k=int(get('k', 3)), max_generated=int(config['max_generated']),
+                 num_suspicious=int(get('num_suspicious', 8)), seed=int(config['seed']))
+  res['features'] = f'penultimate layer of the classifier in {config["features_from"]}'
+  write_quality_section(workdir, res)
+  metrics = _jsonable({k: v for k, v in res.items() if k != 'suspicious'})
+  metrics['generated_dir'] = gen_dir
+  _write_text(metrics_path, json.dumps(metrics, indent=2))
+  return metrics

@@ -6,9 +6,11 @@ PNG data: URIs, no network) and an answer key. The page never holds the truth: i
 ids are positions in the shuffled order, and the key is written to a separate folder
 (`page/` is what readers get, `key/` stays with the experimenter).
 
-Display: patches are in [-1, 1] over the dataset's HU window (data_window). They are
-mapped back to HU and rendered on a lung window (level -600, width 1500 by default),
-what a chest reader expects; HU clipped by the dataset window stays clipped.
+Display: patches are in [-1, 1] over the dataset's HU window (data_window, the
+(level, width) of cisl_jax/data/patches.py). They are mapped back to HU and rendered on
+a lung window (level -600, width 1500 by default), what a chest reader expects. With
+the dataset's default window (also -600/1500) this is the identity; HU clipped by a
+narrower dataset window stays clipped.
 
 `score` gives, per reader and per sign, the paper's two figures: the share of
 generated patches taken as real and of real patches taken as fake, with totals.
@@ -52,14 +54,13 @@ def to_display(patches: np.ndarray, data_window: Sequence[float],
 
   Args:
     patches: [..., H, W] or [..., H, W, 1] in [-1, 1].
-    data_window: (hu_min, hu_max) that the dataset mapped to [-1, 1].
+    data_window: (level, width) in HU that the dataset mapped to [-1, 1].
     display_window: (level, width) in HU.
   """
   x = np.asarray(patches, np.float64)
   if x.shape[-1] == 1:
     x = x[..., 0]
-  lo, hi = data_window
-  hu = lo + (np.clip(x, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo)
+  hu = data_window[0] + np.clip(x, -1.0, 1.0) * data_window[1] / 2.0
   level, width = display_window
   grey = (hu - (level - width / 2.0)) / width
   return np.round(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -106,7 +107,7 @@ def page_id_of(seed: int, items: Sequence[Item], uris: Sequence[str]) -> str:
 
 def build(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarray,
           gen_labels: np.ndarray, *, num_real: int = 10, num_generated: int = 10,
-          seed: int = 0, data_window: Sequence[float] = (-1000.0, 400.0),
+          seed: int = 0, data_window: Sequence[float] = LUNG_WINDOW,
           display_window: Sequence[float] = LUNG_WINDOW, size_px: int = 384,
           signs: Sequence[str] = signs_lib.SIGNS, source: Mapping | None = None
           ) -> tuple[str, dict]:
@@ -117,7 +118,7 @@ def build(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarr
     gen_images, gen_labels: generated patches and their conditioning sign codes.
     num_real, num_generated: per sign.
     seed: selection and order.
-    data_window: the dataset's (hu_min, hu_max) behind [-1, 1].
+    data_window: the dataset's (level, width) in HU behind [-1, 1].
     display_window: (level, width) in HU the page renders with.
     size_px: on-screen size of a patch (nearest-neighbour enlargement).
     signs: the signs to include.
@@ -157,7 +158,7 @@ def render_page(data: dict) -> str:
       '__PAGE_ID__', data['page_id'])
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_text_atomic(path: str, text: str) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
@@ -168,8 +169,8 @@ def _write_atomic(path: str, text: str) -> None:
 def write(out_dir: str, html: str, key: dict) -> tuple[str, str]:
   """Writes <out_dir>/page/turing_test.html and <out_dir>/key/answer_key.json."""
   page_path, key_path = os.path.join(out_dir, PAGE_NAME), os.path.join(out_dir, KEY_NAME)
-  _write_atomic(key_path, json.dumps(key, indent=1))
-  _write_atomic(page_path, html)
+  write_text_atomic(key_path, json.dumps(key, indent=1))
+  write_text_atomic(page_path, html)
   return page_path, key_path
 
 
@@ -234,9 +235,9 @@ def _rates(rows: list[tuple[str, str]]) -> dict:
   real = [m for t, m in rows if t == 'real']
   g_real, r_fake = sum(m == 'real' for m in gen), sum(m == 'fake' for m in real)
   return {'num_generated': len(gen), 'generated_as_real': g_real,
-          'generated_as_real_share': g_real / len(gen) if gen else float('nan'),
+          'generated_as_real_share': g_real / len(gen) if gen else None,
           'num_real': len(real), 'real_as_fake': r_fake,
-          'real_as_fake_share': r_fake / len(real) if real else float('nan')}
+          'real_as_fake_share': r_fake / len(real) if real else None}
 
 
 def score(key: dict, answers: Mapping[str, dict], allow_missing: bool = False) -> dict:
@@ -282,6 +283,33 @@ def score_markdown(scores: dict) -> str:
     lines += ['', f'## {reader}', '', '| sign | generated taken as real | real taken as fake |',
               '|---|---|---|']
     for sign, r in list(res['per_sign'].items()) + [('**total**', res['total'])]:
-      lines.append(f'| {sign} | {_pct(r["generated_as_real_share"], r["generated_as_real"], r["num_generated"])} '
-                   f'| {_pct(r["real_as_fake_share"], r["real_as_fake"], r["num_real"])} |')
+      g = _pct(r['generated_as_real_share'], r['generated_as_real'], r['num_generated'])
+      f = _pct(r['real_as_fake_share'], r['real_as_fake'], r['num_real'])
+      lines.append(f'| {sign} | {g} | {f} |')
   return '\n'.join(lines) + '\n'
+
+
+def build_from_workdir(config, workdir: str, out_dir: str) -> tuple[str, str]:
+  """Builds the page of fold config.fold of a reproduce workdir; returns (page, key) paths.
+
+  Generated patches come from `<workdir>/fold<k>/<generate_stage>/` (or
+  config.generated_dir); real ones from every fold of the dataset that stage used, so
+  that the rarest signs have enough (the paper drew them from the whole database).
+  """
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from cisl_jax import quality  # pylint: disable=g-import-not-at-top
+  stage_dir = os.path.join(quality.fold_dir(workdir, config.fold), config.generate_stage)
+  gen_dir = config.generated_dir or quality.find_generated(stage_dir)
+  data = quality.data_settings(config, stage_dir)
+  real = input_pipeline.load_split(data['data_dir'], data['source'], range(data['num_folds']))
+  gen = input_pipeline.load_generated(gen_dir)
+  chosen = [s.strip() for s in config.signs.split(',') if s.strip()] or list(signs_lib.SIGNS)
+  html, key = build(
+      real['image'], real['label'], gen['image'], gen['label'], num_real=config.num_real,
+      num_generated=config.num_generated, seed=config.seed,
+      data_window=(config.data_hu_level, config.data_hu_width),
+      display_window=(config.display_level, config.display_width), size_px=config.size_px,
+      signs=[signs_lib.canonical(s) for s in chosen],
+      source={'workdir': os.path.abspath(workdir), 'fold': int(config.fold),
+              'generated_dir': os.path.abspath(gen_dir), **data})
+  return write(out_dir, html, key)

@@ -1,7 +1,11 @@
 """Tests for the visual Turing test page builder, answer key and scorer."""
 import collections
+import importlib.util
 import json
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,13 +24,14 @@ def make_sets(per_sign=12, seed=0):
 
 
 def test_to_display_maps_data_window_to_lung_window():
-  # Data window [-1000, 400] HU, lung window [-1350, 150] HU: -1 -> -1000 HU, grey
-  # (-1000 + 1350) / 1500; 1 -> 400 HU, above 150: white.
-  x = np.array([[-1.0, 1.0, -0.5]])
-  g = turing.to_display(x, (-1000.0, 400.0), (-600.0, 1500.0))
-  assert g.dtype == np.uint8
+  x = np.array([[-1.0, 1.0, -0.5, 0.0]])
+  # Same window as the dataset: a linear map of [-1, 1] onto [0, 255].
+  g = turing.to_display(x, (-600.0, 1500.0), (-600.0, 1500.0))
+  assert g.dtype == np.uint8 and g.tolist() == [[0, 255, 64, 128]]
+  # Dataset window level -300 width 1400 ([-1000, 400] HU), lung window [-1350, 150]:
+  # -1 -> -1000 HU -> grey 350/1500; 1 -> 400 HU -> white; -0.5 -> -650 HU.
+  g = turing.to_display(x[..., None], (-300.0, 1400.0), (-600.0, 1500.0))
   assert g[0, 0] == round(350 / 1500 * 255) and g[0, 1] == 255
-  # -0.5 -> -650 HU -> (−650 + 1350) / 1500.
   assert g[0, 2] == round(700 / 1500 * 255)
 
 
@@ -123,3 +128,68 @@ def test_load_errors_name_the_file(tmp_path):
     turing.load_answers(str(p))
   with pytest.raises(turing.AnswersError, match='a.json: not a Turing test answer key'):
     turing.load_key(str(p))
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(arg='quick'):
+  spec = importlib.util.spec_from_file_location('turing_cfg', ROOT / 'configs' / 'turing_test.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_build_from_workdir_reads_generate_stage(tmp_path, monkeypatch):
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  real, rl, gen, gl = make_sets()
+  stage = tmp_path / 'run' / 'fold1' / 'generate'
+  input_pipeline.write_generated(str(stage / 'generated'), gen, gl)
+  (stage / 'config.json').write_text(json.dumps(
+      {'data_dir': '/data/x', 'source': 'manifest', 'num_folds': 3, 'fold': 1}))
+  calls = []
+
+  def fake_load_split(data_dir, source, folds):
+    calls.append((data_dir, source, list(folds)))
+    return {'image': real, 'label': rl}
+
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split)
+  config = load_config()
+  config.unlock()
+  config.fold, config.num_real, config.num_generated, config.signs = 1, 3, 2, 'GGO,op'
+  page, key_path = turing.build_from_workdir(config, str(tmp_path / 'run'), str(tmp_path / 'o'))
+  assert calls == [('/data/x', 'manifest', [0, 1, 2])]
+  key = turing.load_key(key_path)
+  assert key['source']['generated_dir'] == str(stage / 'generated')
+  assert collections.Counter((i['sign'], i['truth']) for i in key['items']) == {
+      ('GGO', 'real'): 3, ('GGO', 'generated'): 2, ('OP', 'real'): 3, ('OP', 'generated'): 2}
+  # The generated items are the generated (bright) patches: the key points at them.
+  for it in key['items']:
+    assert (gen if it['truth'] == 'generated' else real)[it['index']].mean() * (
+        1 if it['truth'] == 'generated' else -1) > 0
+
+
+def run_launcher(*args):
+  return subprocess.run([sys.executable, str(ROOT / 'launch' / 'turing_test.py'), *args],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_launcher_scores_readers_and_refuses_foreign_answers(tmp_path):
+  real, rl, gen, gl = make_sets()
+  html, key = turing.build(real, rl, gen, gl, num_real=2, num_generated=2, seed=0)
+  _, key_path = turing.write(str(tmp_path), html, key)
+  for name, rule in (('a', lambda it: 'real'), ('b', lambda it: 'fake')):
+    (tmp_path / f'{name}.json').write_text(json.dumps(answers_for(key, rule, reader=name)))
+  out = run_launcher('score', f'--key={key_path}', f'--answers={tmp_path / "a.json"}',
+                     str(tmp_path / 'b.json'), f'--out={tmp_path / "scores"}')
+  assert out.returncode == 0, out.stderr
+  assert '| **total** | 100.0% (18/18) | 0.0% (0/18) |' in out.stdout
+  assert '| **total** | 0.0% (0/18) | 100.0% (18/18) |' in out.stdout
+  scores = json.loads((tmp_path / 'scores' / 'scores.json').read_text())
+  assert set(scores['readers']) == {'a', 'b'}
+  other = answers_for(key, lambda it: 'real')
+  other['page_id'] = 'feedfacefeedface'
+  (tmp_path / 'c.json').write_text(json.dumps(other))
+  out = run_launcher('score', f'--key={key_path}', f'--answers={tmp_path / "c.json"}')
+  assert out.returncode != 0
+  assert 'c.json: answers are for page' in out.stderr and key['page_id'] in out.stderr
