@@ -1,0 +1,351 @@
+"""Anatomy of the phantom chest slice, in Hounsfield units.
+
+One `Anatomy` per patient holds the random shape of the chest (body outline, fat and
+muscle layers, two lungs around the mediastinum, heart, aorta, spine, ribs) as masks;
+`render_base` paints its static tissues once, and `render_slice` adds what changes
+from slice to slice of that patient: lung texture, branching tapering vessels and
+their dots, airways, a fissure. `add_noise` adds scanner-like noise last, after the
+signs are drawn. All sizes are in pixels of a 512 slice (about 0.7 mm each) and
+scale with the slice size.
+"""
+import dataclasses
+import functools
+import math
+
+import numpy as np
+from scipy import ndimage
+
+AIR = -1000.0
+FAT = -95.0
+MEDIASTINAL_FAT = -80.0
+MUSCLE = 45.0
+LUNG = -865.0
+CORTEX = 700.0
+MARROW = 230.0
+
+
+@dataclasses.dataclass
+class Anatomy:
+  """One patient's chest: masks and the shape parameters `render_base` paints."""
+  size: int
+  scale: float  # size / 512: every length below is multiplied by it
+  lung: np.ndarray  # int8, 0 outside the lungs, 1 image-left lung, 2 image-right lung
+  dist: np.ndarray  # float32, distance (px) to the lung border inside the lungs, else 0
+  costal: np.ndarray  # bool, lung pixels within a few px of the chest wall (not mediastinum)
+  hila: tuple  # ((x, y), (x, y)) where the vessels of lung 1 and lung 2 enter
+  centroids: tuple  # ((x, y), (x, y)) of lung 1 and lung 2
+  body_box: tuple  # (x0, y0, x1, y1) half-open box around the body
+  geo: dict  # the random shape parameters
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int):
+  yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+  return xx, yy
+
+
+def _superellipse(xx, yy, cx, cy, a, b, p, b_post=None, wobble=()):
+  """Normalised radius: < 1 inside a superellipse (flatter behind when b_post < b)."""
+  dx, dy = xx - cx, yy - cy
+  bb = b if b_post is None else np.where(dy > 0, b_post, b)
+  rho = (np.abs(dx / a) ** p + np.abs(dy / bb) ** p) ** (1.0 / p)
+  if wobble:
+    theta = np.arctan2(dy, dx)
+    rho = rho / (1.0 + sum(amp * np.cos(k * theta + ph) for k, amp, ph in wobble))
+  return rho
+
+
+def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
+  """Draws one patient's chest geometry (masks only; no pixels rendered)."""
+  s = size / 512.0
+  xx, yy = _grid(size)
+  u = rng.uniform
+  g = dict(cx=size / 2 + u(-6, 6) * s, cy=size / 2 + u(4, 22) * s,
+           a=u(196, 230) * s, b=u(136, 160) * s, p=u(2.2, 2.8),
+           fat=u(5, 24) * s, muscle=u(9, 18) * s, ribs=u(7, 10) * s,
+           wobble=tuple((k, u(0, 0.02), u(0, 2 * math.pi)) for k in (2, 3, 5)))
+  g['b_post'] = g['b'] * u(0.9, 0.98)
+  inset = g['fat'] + g['muscle'] + g['ribs']
+  g['ac'], g['bc'] = g['a'] - inset, g['b'] - inset
+  g['bc_post'] = g['b_post'] - inset
+  g['rv'] = u(19, 25) * s  # vertebral body radius
+  g['sy'] = g['cy'] + g['bc_post'] - 1.15 * g['rv']  # vertebral body centre row
+  g['w_post'] = g['rv'] + u(3, 9) * s  # mediastinum half-width behind the heart
+  g['w_heart'] = u(55, 82) * s
+  g['shift'] = u(12, 32) * s  # the heart lies to the patient's left (image right)
+  g['v_heart'] = u(-0.35, -0.05)
+  g['contrast'] = bool(rng.random() < 0.5)
+  g['blood'] = u(140, 260) if g['contrast'] else u(35, 50)
+  g['lung_hu'] = LUNG + u(-25, 20)
+
+  body = _superellipse(xx, yy, g['cx'], g['cy'], g['a'], g['b'], g['p'], g['b_post'],
+                       g['wobble']) < 1
+  cav = _superellipse(xx, yy, g['cx'], g['cy'], g['ac'], g['bc'], g['p'], g['bc_post'],
+                      g['wobble']) < 1
+  v = (yy[:, :1] - g['cy']) / g['bc']
+  bump = np.exp(-((v - g['v_heart']) / 0.45) ** 2)
+  half = g['w_post'] + (g['w_heart'] - g['w_post']) * bump
+  mid = g['cx'] + g['shift'] * bump
+  lungs = cav & (np.abs(xx - mid) > half)
+  # Round the corners where lung meets mediastinum, as real lungs do.
+  lungs = ndimage.gaussian_filter(lungs.astype(np.float32), 3 * s) > 0.5
+  label = np.where(lungs, np.where(xx < mid, 1, 2), 0).astype(np.int8)
+  dist = ndimage.distance_transform_edt(lungs).astype(np.float32)
+  costal = lungs & ~ndimage.binary_erosion(cav, iterations=max(1, int(5 * s)))
+
+  hila, centroids = [], []
+  y_hil = g['cy'] + u(-0.1, 0.15) * g['bc']
+  row = int(round(y_hil))
+  for lab in (1, 2):
+    cols = np.flatnonzero(label[row] == lab)
+    x_med = cols.max() if lab == 1 else cols.min()
+    hila.append((float(x_med) + (3 if lab == 1 else -3) * s, float(row)))
+    ys, xs = np.nonzero(label == lab)
+    centroids.append((float(xs.mean()), float(ys.mean())))
+  ys, xs = np.nonzero(body)
+  body_box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+  return Anatomy(size=size, scale=s, lung=label, dist=dist, costal=costal,
+                 hila=tuple(hila), centroids=tuple(centroids), body_box=body_box, geo=g)
+
+
+# ---------------------------------------------------------------------------
+# Painting primitives shared with the signs.
+
+def paint_segments(img, segs, values, mask=None):
+  """Blends tapered, round-capped segments into `img` in place.
+
+  segs: (N, 6) rows x0, y0, x1, y1, r0, r1 (radius at each end, px); values: scalar
+  or (N,) HU. The edge is anti-aliased over one pixel, so a segment thinner than a
+  pixel only partly raises it, like partial volume in a real scan. `mask` (float,
+  image-sized) limits where the segments show.
+  """
+  segs = np.asarray(segs, np.float32).reshape(-1, 6)
+  values = np.broadcast_to(np.asarray(values, np.float32), (len(segs),))
+  h, w = img.shape
+  for (ax, ay, bx, by, r0, r1), val in zip(segs, values):
+    pad = max(r0, r1) + 1.0
+    xa, xb = max(0, int(min(ax, bx) - pad)), min(w, int(max(ax, bx) + pad) + 2)
+    ya, yb = max(0, int(min(ay, by) - pad)), min(h, int(max(ay, by) + pad) + 2)
+    if xa >= xb or ya >= yb:
+      continue
+    x = np.arange(xa, xb, dtype=np.float32)[None, :] - ax
+    y = np.arange(ya, yb, dtype=np.float32)[:, None] - ay
+    dx, dy = bx - ax, by - ay
+    t = np.clip((x * dx + y * dy) / (dx * dx + dy * dy + 1e-6), 0.0, 1.0)
+    d = np.sqrt((x - t * dx) ** 2 + (y - t * dy) ** 2)
+    alpha = np.clip(r0 + (r1 - r0) * t - d + 0.5, 0.0, 1.0)
+    if mask is not None:
+      alpha = alpha * mask[ya:yb, xa:xb]
+    sub = img[ya:yb, xa:xb]
+    sub += alpha * (val - sub)
+
+
+def paint_discs(img, xs, ys, rs, values, mask=None):
+  """Blends anti-aliased discs (zero-length segments)."""
+  xs, ys, rs = (np.atleast_1d(np.asarray(a, np.float32)) for a in (xs, ys, rs))
+  paint_segments(img, np.stack([xs, ys, xs, ys, rs, rs], 1), values, mask)
+
+
+def smooth_noise(rng, shape, sigma):
+  """Gaussian-filtered white noise rescaled to unit standard deviation."""
+  n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+  return n / (n.std() + 1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Static tissues, once per patient.
+
+def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
+  """Paints the patient's static tissues (everything but the lung interior's detail)."""
+  g, s, size = anat.geo, anat.scale, anat.size
+  xx, yy = _grid(size)
+  cx, cy, p = g['cx'], g['cy'], g['p']
+
+  def inside(a, b, b_post):
+    return _superellipse(xx, yy, cx, cy, a, b, p, b_post, g['wobble']) < 1
+
+  img = np.full((size, size), AIR, np.float32)
+  # Scanner table: a curved pad under the patient.
+  table_y = cy + g['b_post'] + 3 * s + 0.0005 * (xx - cx) ** 2 / s
+  img[(yy > table_y) & (yy < table_y + 5 * s) & (np.abs(xx - cx) < 0.9 * g['a'])] = -250.0
+  img[inside(g['a'], g['b'], g['b_post'])] = FAT
+  f = g['fat']
+  img[inside(g['a'] - f, g['b'] - f, g['b_post'] - f)] = MUSCLE
+  # Paraspinal muscles fill the back beside the spine.
+  for side in (-1, 1):
+    par = ((xx - cx - side * 30 * s) / (26 * s)) ** 2 + ((yy - g['sy'] - 38 * s) / (20 * s)) ** 2
+    img[par < 1] = MUSCLE + 5
+  f += g['muscle']
+  img[inside(g['a'] - f, g['b'] - f, g['b_post'] - f)] = MUSCLE - 5  # intercostal layer
+  inset = f + g['ribs']
+  cav = inside(g['a'] - inset, g['b'] - inset, g['b_post'] - inset)
+  img[cav] = MEDIASTINAL_FAT
+  # Heart (myocardium + blood pool) and great vessels.
+  hx, hy = cx + g['shift'], cy + g['v_heart'] * g['bc']
+  hax, hay = 0.82 * g['w_heart'], 0.36 * g['bc']
+  heart = ((xx - hx) / hax) ** 2 + ((yy - hy) / hay) ** 2
+  img[heart < 1] = 45.0
+  img[heart < 0.55] = g['blood']
+  ao_r = rng.uniform(9, 13) * s
+  paint_discs(img, cx + g['rv'] + 6 * s, g['sy'] - 0.8 * g['rv'], ao_r, g['blood'])
+  paint_discs(img, cx - 2 * s, hy - hay - 6 * s, 12 * s, g['blood'])  # ascending aorta
+  paint_discs(img, cx - 4 * s, g['sy'] - g['rv'] - 7 * s, 5 * s, 35.0)  # oesophagus
+  # Hilar pulmonary arteries and main bronchi.
+  for (x, y), sign in zip(anat.hila, (1, -1)):
+    paint_discs(img, x + sign * 9 * s, y, 11 * s, g['blood'] if g['contrast'] else 45.0)
+    paint_discs(img, x + sign * 12 * s, y + 16 * s, 7.5 * s, 20.0)
+    paint_discs(img, x + sign * 12 * s, y + 16 * s, 6 * s, AIR)
+  # Lungs: denser towards the back (gravity-dependent perfusion).
+  dep = np.clip((yy - (cy - g['bc'])) / (2 * g['bc']), 0, 1) ** 2
+  lung = anat.lung > 0
+  img[lung] = (g['lung_hu'] + 45.0 * dep)[lung]
+  _paint_spine(img, g, s)
+  _paint_ribs(img, g, s, rng, cav)
+  return img
+
+
+def _paint_spine(img, g, s):
+  cx, sy, rv = g['cx'], g['sy'], g['rv']
+  canal_y = sy + rv + 9 * s
+  # Posterior arch, spinous and transverse processes.
+  paint_segments(img, [(cx, canal_y, cx, canal_y + 24 * s, 5 * s, 3.5 * s),
+                       (cx - 6 * s, canal_y, cx - 32 * s, canal_y - 6 * s, 5 * s, 4 * s),
+                       (cx + 6 * s, canal_y, cx + 32 * s, canal_y - 6 * s, 5 * s, 4 * s)],
+                 520.0)
+  paint_discs(img, cx, canal_y, 13 * s, 520.0)
+  paint_discs(img, cx, canal_y, 8.5 * s, 20.0)  # spinal canal
+  paint_discs(img, cx, sy, rv, CORTEX)
+  paint_discs(img, cx, sy, rv - 2.2 * s, MARROW)
+
+
+def _paint_ribs(img, g, s, rng, cav):
+  """Rib cross-sections along the chest wall, the sternum and the scapulae."""
+  cx, cy = g['cx'], g['cy']
+  mid = g['fat'] + g['muscle'] + 0.5 * g['ribs']
+  segs = []
+  for side in (-1, 1):
+    angles = np.sort(rng.uniform(-1.35, 1.45, size=rng.integers(8, 12)))
+    for th in angles:  # th: 0 lateral, > 0 towards the back
+      a, b = g['a'] - mid, (g['b_post'] if th > 0 else g['b']) - mid
+      x = cx + side * a * math.cos(th) ** (2 / g['p'])
+      y = cy + b * math.copysign(abs(math.sin(th)) ** (2 / g['p']), th)
+      tx, ty = -b * math.sin(th), side * a * math.cos(th)  # along the wall
+      n = math.hypot(tx, ty) + 1e-6
+      half = rng.uniform(4, 12) * s
+      r = rng.uniform(3.5, 4.8) * s
+      segs.append((x - half * tx / n, y - half * ty / n, x + half * tx / n,
+                   y + half * ty / n, r, r))
+  segs = np.array(segs, np.float32)
+  paint_segments(img, segs, CORTEX + rng.uniform(-100, 100))
+  inner = segs.copy()
+  inner[:, 4:] -= 1.8 * s
+  paint_segments(img, inner, MARROW)
+  st_y = cy - g['b'] + g['fat'] + 0.6 * g['muscle']
+  paint_segments(img, [(cx - 14 * s, st_y, cx + 14 * s, st_y, 6 * s, 6 * s)], 500.0)
+  paint_segments(img, [(cx - 12 * s, st_y, cx + 12 * s, st_y, 4 * s, 4 * s)], 200.0)
+  for side in (-1, 1):
+    x0, y0 = cx + side * 0.5 * g['a'], cy + 0.75 * g['b_post']
+    x1, y1 = cx + side * 0.82 * g['a'], cy + 0.42 * g['b_post']
+    paint_segments(img, [(x0, y0, x1, y1, 3 * s, 3 * s)], 600.0, mask=(~cav).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# What changes from slice to slice.
+
+def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60):
+  """Segments of one branching, tapering vessel tree grown from (x, y)."""
+  s = anat.scale
+  segs, stack = [], [(x, y, angle, radius, 0)]
+  while stack and len(segs) < max_segments:
+    x, y, a, r, depth = stack.pop()
+    length = rng.uniform(7, 18) * s * (0.6 + 0.3 * r / s)
+    a = a + rng.normal(0, 0.18)
+    x2, y2 = x + length * math.cos(a), y + length * math.sin(a)
+    r2 = r * rng.uniform(0.78, 0.9)
+    segs.append((x, y, x2, y2, r, r2))
+    xi, yi = int(round(x2)), int(round(y2))
+    if (r2 < 0.45 * s or depth > 8 or not (0 <= xi < anat.size and 0 <= yi < anat.size)
+        or anat.dist[yi, xi] < 2 * r2):
+      continue
+    if rng.random() < 0.65:
+      spread = rng.uniform(0.3, 0.7)
+      stack.append((x2, y2, a + spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.7, 0.85), depth + 1))
+      stack.append((x2, y2, a - spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.8, 0.95), depth + 1))
+    else:
+      stack.append((x2, y2, a, r2, depth + 1))
+  return segs
+
+
+def render_slice(anat: Anatomy, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """One slice of the patient: base tissues + lung texture, vessels, airways."""
+  s, size = anat.scale, anat.size
+  img = base.copy()
+  lung = anat.lung > 0
+  lungf = lung.astype(np.float32)
+  # Fine parenchymal texture plus slow density variation.
+  tex = 22.0 * smooth_noise(rng, (size, size), 1.0 * s)
+  tex += 12.0 * ndimage.zoom(rng.standard_normal((16, 16)).astype(np.float32), size / 16, order=1)
+  img += tex * lungf
+  blood = anat.geo['blood'] if anat.geo['contrast'] else 40.0
+  vessel_hu = min(blood, 120.0)
+  segs, airways = [], []
+  # In-plane vessel runs: a few long trees from each hilum, many short ones in the lung
+  # (most vessels leave the slice plane soon), all pointing away from the hilum and
+  # tapering as they branch.
+  ys, xs = np.nonzero(anat.dist > 4 * s)
+  for (hx, hy), (mx, my) in zip(anat.hila, anat.centroids):
+    base_angle = math.atan2(my - hy, mx - hx)
+    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(2.4, 3.8) * s, 14)
+              for _ in range(rng.integers(2, 5))]
+    for i in rng.choice(len(xs), size=int(rng.integers(10, 18)), replace=False):
+      x, y = float(xs[i]), float(ys[i])
+      if (anat.lung[ys[i], xs[i]] == 1) != (hx < anat.geo['cx']):
+        continue
+      d = math.hypot(x - hx, y - hy)
+      starts.append((x, y, math.atan2(y - hy, x - hx) + rng.normal(0, 0.4),
+                     (0.7 + 2.2 * math.exp(-d / (80 * s))) * s, 5))
+    for x, y, angle, radius, max_segments in starts:
+      tree = vessel_tree(rng, anat, x, y, angle, radius, max_segments)
+      segs += tree
+      # A bronchus runs beside the central part of some arteries: a dark tube.
+      if tree and radius > 1.6 * s and rng.random() < 0.6:
+        ax, ay, bx, by, r0, r1 = tree[0]
+        nx, ny = -(by - ay), bx - ax
+        n = math.hypot(nx, ny) + 1e-6
+        off = r0 + 2.2 * s
+        airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
+                        by + off * ny / n, 0.9 * r0, 0.9 * r1))
+  # Vessels cut across: dots growing towards the hilum, some with a bronchus ring.
+  pick = rng.choice(len(xs), size=int(rng.integers(90, 150)), replace=False)
+  dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
+  d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
+  dr = (0.55 + 3.0 * np.exp(-d_hil / (70 * s)) * rng.uniform(0.6, 1.3, len(dx))) * s
+  paint_segments(img, np.array(segs, np.float32), vessel_hu, lungf)
+  paint_discs(img, dx, dy, dr, vessel_hu, lungf)
+  big = np.flatnonzero(dr > 1.6 * s)[:25]
+  ang = rng.uniform(0, 2 * math.pi, len(big))
+  rb = dr[big] * rng.uniform(0.7, 1.0, len(big))
+  bx = dx[big] + (dr[big] + rb + 1.5 * s) * np.cos(ang)
+  by = dy[big] + (dr[big] + rb + 1.5 * s) * np.sin(ang)
+  walls = np.array(airways, np.float32).reshape(-1, 6)
+  lumens = walls.copy()
+  walls[:, 4:] += 0.9 * s
+  paint_segments(img, walls, -150.0, lungf)
+  paint_discs(img, bx, by, rb + 0.9 * s, -150.0, lungf)
+  paint_segments(img, lumens, -985.0, lungf)
+  paint_discs(img, bx, by, rb, -985.0, lungf)
+  # A faint fissure in one lung, sometimes.
+  if rng.random() < 0.6:
+    (hx, hy), (mx, my) = anat.hila[rng.integers(2)], anat.centroids[rng.integers(2)]
+    ang = math.atan2(my - hy, mx - hx) + rng.uniform(-0.6, 0.6)
+    length = 200 * s
+    paint_segments(img, [(hx, hy, hx + length * math.cos(ang), hy + length * math.sin(ang),
+                          0.45 * s, 0.45 * s)], -500.0, lungf)
+  return img
+
+
+def add_noise(img: np.ndarray, rng: np.random.Generator, noise_hu: float) -> np.ndarray:
+  """Adds slightly correlated Gaussian noise of standard deviation `noise_hu` (HU)."""
+  if noise_hu > 0:
+    img += noise_hu * smooth_noise(rng, img.shape, 0.7)
+  return img
