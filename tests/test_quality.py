@@ -92,3 +92,58 @@ def test_evaluate_and_write_section(tmp_path):
   assert '| **overall** |' in md and '](memorisation.png)' in md
   assert os.path.getsize(paths['figure']) > 1000
   assert not [f for f in os.listdir(tmp_path / 'report') if '.tmp' in f]
+
+
+def _saved_classifier(workdir, width=0.125):
+  """A tiny Classifier saved the way the training stages save it."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from cisl_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import classifier  # pylint: disable=g-import-not-at-top
+  model = classifier.Classifier(10, width=width, rngs=nnx.Rngs(1))
+  # Non-trivial BatchNorm statistics, so that eval mode is what gets checked.
+  model.bn5.mean[...] = model.bn5.mean[...] + 0.5
+  _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  ckpt = checkpointing.Checkpoints(str(workdir), save_every=1)
+  ckpt.maybe_save(3, {'step': np.int32(3), 'params': params, 'batch_stats': batch_stats},
+                  force=True)
+  ckpt.close()
+  model.eval()
+  return model
+
+
+def test_classifier_features_and_stage(tmp_path, monkeypatch):
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  model = _saved_classifier(tmp_path / 'ten_scratch')
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, size=(5, 64, 64, 1)).astype(np.float32)
+  fn = quality.classifier_features(str(tmp_path / 'ten_scratch'), batch_size=4)
+  feats = fn(x)
+  assert feats.shape == (5, 128)
+  np.testing.assert_allclose(feats, np.asarray(model.features(x)), rtol=1e-4, atol=1e-5)
+
+  # The whole stage on a tiny fold: 2 real patches per sign and fold, 6 generated.
+  labels = np.repeat(np.arange(signs_lib.NUM_CLASSES), 2)
+  folds = {f: {'image': rng.uniform(-1, 1, size=(len(labels), 64, 64, 1)).astype(np.float32),
+               'label': labels} for f in range(3)}
+
+  def fake_load_split(data_dir, source, fs):
+    parts = [folds[f] for f in fs]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ('image', 'label')}
+
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split)
+  gl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 6)
+  gen = rng.uniform(-1, 1, size=(len(gl), 64, 64, 1)).astype(np.float32)
+  gen[gl == 1] = np.resize(folds[1]['image'][folds[1]['label'] == 1], (6, 64, 64, 1))
+  input_pipeline.write_generated(str(tmp_path / 'generate' / 'set'), gen, gl)
+  config = {'data_dir': 'd', 'source': 'phantom', 'num_folds': 3, 'fold': 0, 'seed': 0,
+            'generated_dir': str(tmp_path / 'generate'), 'max_generated': 4, 'k': 1,
+            'features_from': str(tmp_path / 'ten_scratch')}
+  metrics = quality.run_stage(config, str(tmp_path / 'quality'))
+  assert metrics['per_sign']['lobulation']['num_generated'] == 4
+  assert metrics['per_sign']['lobulation']['memorisation']['pixel_share'] == 1.0
+  assert metrics['per_sign']['GGO']['num_train'] == 4
+  assert (tmp_path / 'quality' / 'memorisation.png').is_file()
+  assert 'ten_scratch' in (tmp_path / 'quality' / 'quality.md').read_text()
+  # Finished: a second call reads metrics.json back.
+  assert quality.run_stage(config, str(tmp_path / 'quality')) == json.loads(
+      (tmp_path / 'quality' / 'metrics.json').read_text())
