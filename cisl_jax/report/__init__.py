@@ -41,15 +41,17 @@ def first_line(source: str, data_dir: str = '') -> str:
 
 
 def _status_section(status: dict) -> str:
-  failed = {k: v for k, v in status.items() if v.get('state') == 'failed'}
-  if not failed:
+  """Stages that raised, and those that could not run because a stage they need did not
+  finish (from status.json)."""
+  bad = {k: v for k, v in status.items() if v.get('state') in ('failed', 'blocked')}
+  if not bad:
     return ''
   lines = ['## Failed stages', '',
-           'These stages raised; their cells show `–`. Rerun the same command to retry '
-           'them (finished stages are kept).', '']
-  for k, v in sorted(failed.items()):
+           'These stages did not finish; their cells show `–`. Rerun the same command to '
+           'retry them (finished stages are kept).', '']
+  for k, v in sorted(bad.items()):
     err = str(v.get('error', '')).strip().splitlines()
-    lines.append(f'- `{k}`: {err[-1] if err else "error"}')
+    lines.append(f'- `{k}` ({v["state"]}): {err[-1] if err else "error"}')
   return '\n'.join(lines) + '\n'
 
 

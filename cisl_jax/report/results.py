@@ -21,6 +21,8 @@ from cisl_jax import signs
 
 FOLD_RE = re.compile(r'^fold(\d+)$')
 NUM_BOOTSTRAP = 1000
+# metrics.classification_metrics keys of the binary task's AC, SE, SP.
+BINARY_NAMES = ('accuracy', 'sensitivity_pos', 'specificity_pos')
 
 
 @dataclasses.dataclass
@@ -91,37 +93,53 @@ def stage_predictions(workdir, stage: str) -> dict[int, tuple[np.ndarray, np.nda
 def binary_acsesp(labels, preds) -> np.ndarray:
   """(AC, SE, SP) of a binary task, class 1 = the sign."""
   m = metrics_lib.classification_metrics(labels, preds, 2)
-  return np.array([m['accuracy'], m['sensitivity_pos'], m['specificity_pos']], np.float64)
+  return np.array([m[k] for k in BINARY_NAMES], np.float64)
+
+
+def class_rows(labels, preds, num_classes: int = signs.NUM_CLASSES) -> np.ndarray:
+  """(num_classes + 1, 3): per class (AC, SE, SP) of that class against the rest, then
+  the table's mean row: the overall multi-class accuracy and the mean SE and SP."""
+  m = metrics_lib.classification_metrics(labels, preds, num_classes)
+  cm = np.asarray(m['confusion_matrix'], np.float64)
+  n = cm.sum()
+  tp = np.diag(cm)
+  wrong = (cm.sum(axis=1) - tp) + (cm.sum(axis=0) - tp)  # missed + false alarms per class
+  ovr = (n - wrong) / n if n else np.full(num_classes, np.nan)
+  per_class = np.stack([ovr, m['sensitivity'], m['specificity']], axis=1)
+  mean = [m['accuracy'], m['mean_sensitivity'], m['mean_specificity']]
+  return np.concatenate([per_class, np.array([mean], np.float64)])
 
 
 def class_acsesp(labels, preds, cls: int | None,
                  num_classes: int = signs.NUM_CLASSES) -> np.ndarray:
-  """(AC, SE, SP) of one class against the rest, or for cls=None the table's mean row:
-  the overall multi-class accuracy and the mean SE and SP over the classes."""
-  m = metrics_lib.classification_metrics(labels, preds, num_classes)
-  if cls is None:
-    return np.array([m['accuracy'], m['mean_sensitivity'], m['mean_specificity']])
-  labels = np.asarray(labels)
-  preds = np.asarray(preds)
-  ovr_acc = float(np.mean((labels == cls) == (preds == cls))) if labels.size else math.nan
-  return np.array([ovr_acc, m['sensitivity'][cls], m['specificity'][cls]], np.float64)
+  """(AC, SE, SP) of one class against the rest, or for cls=None the mean row."""
+  return class_rows(labels, preds, num_classes)[num_classes if cls is None else cls]
 
 
 def _summarise(per_fold: list[np.ndarray], pooled_labels, pooled_preds, num_classes: int,
                fn) -> Cell:
-  """Fold mean/std plus the pooled bootstrap interval of `fn(labels, preds) -> (3,)`."""
+  """Fold mean/std plus the pooled bootstrap interval of `fn(labels, preds)`, a vector of
+  (AC, SE, SP) triples (one triple, or one per table row); fn may also be a tuple of
+  metric names that metrics.bootstrap_ci computes vectorised."""
   if not per_fold:
     return Cell.missing()
   stacked = np.stack(per_fold)
+  width = stacked.shape[1]
   with _quiet():
     mean = np.nanmean(stacked, axis=0)
     std = (np.nanstd(stacked, axis=0, ddof=1) if len(per_fold) > 1
-           else np.full(3, np.nan))
-  ci = metrics_lib.bootstrap_ci(
-      pooled_labels, pooled_preds, num_classes,
-      metrics=lambda y, p: dict(zip(('AC', 'SE', 'SP'), fn(y, p))),
-      num_samples=NUM_BOOTSTRAP, seed=0)
-  return Cell(mean, std, np.array([ci['AC'], ci['SE'], ci['SP']]), len(per_fold),
+           else np.full(width, np.nan))
+  if isinstance(fn, tuple):
+    ci = metrics_lib.bootstrap_ci(pooled_labels, pooled_preds, num_classes, metrics=fn,
+                                  num_samples=NUM_BOOTSTRAP, seed=0)
+    ci = [ci[name] for name in fn]
+  else:
+    ci = metrics_lib.bootstrap_ci(
+        pooled_labels, pooled_preds, num_classes,
+        metrics=lambda y, p: dict(enumerate(fn(y, p))),
+        num_samples=NUM_BOOTSTRAP, seed=0)
+    ci = [ci[i] for i in range(width)]
+  return Cell(mean, std, np.array(ci), len(per_fold),
               int(pooled_labels.size))
 
 
@@ -141,7 +159,7 @@ def binary_cell(workdir, stage: str) -> Cell:
   per_fold = [binary_acsesp(y, p) for y, p in preds.values()]
   y = np.concatenate([v[0] for v in preds.values()])
   p = np.concatenate([v[1] for v in preds.values()])
-  return _summarise(per_fold, y, p, 2, binary_acsesp)
+  return _summarise(per_fold, y, p, 2, BINARY_NAMES)
 
 
 def binary_mean_cell(workdir, stages: list[str]) -> Cell:
@@ -177,16 +195,30 @@ def binary_mean_cell(workdir, stages: list[str]) -> Cell:
                     mean_over_signs)
 
 
-def class_cell(workdir, stage: str, cls: int | None) -> Cell:
-  """Table II cell of one class (or the mean row, cls=None) and method."""
+def class_cells(workdir, stage: str,
+                num_classes: int = signs.NUM_CLASSES) -> dict[int | None, Cell]:
+  """Table II cells of one method: {class code: Cell} plus None for the mean row. One
+  bootstrap serves every row (each resample recomputes all classes)."""
   preds = stage_predictions(workdir, stage)
+  rows = list(range(num_classes)) + [None]
   if not preds:
-    return Cell.missing()
-  fn = lambda y, p: class_acsesp(y, p, cls)
+    return {r: Cell.missing() for r in rows}
+
+  def fn(y, p):
+    return class_rows(y, p, num_classes).reshape(-1)
+
   per_fold = [fn(y, p) for y, p in preds.values()]
   y = np.concatenate([v[0] for v in preds.values()])
   p = np.concatenate([v[1] for v in preds.values()])
-  return _summarise(per_fold, y, p, signs.NUM_CLASSES, fn)
+  whole = _summarise(per_fold, y, p, num_classes, fn)
+  return {r: Cell(whole.mean[3 * i:3 * i + 3], whole.std[3 * i:3 * i + 3],
+                  whole.ci[3 * i:3 * i + 3], whole.num_folds, whole.num_examples)
+          for i, r in enumerate(rows)}
+
+
+def class_cell(workdir, stage: str, cls: int | None) -> Cell:
+  """Table II cell of one class (or the mean row, cls=None) and method."""
+  return class_cells(workdir, stage)[cls]
 
 
 def pooled_confusion(workdir, stage: str, num_classes: int) -> np.ndarray | None:

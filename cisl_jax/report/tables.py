@@ -57,10 +57,11 @@ def table2(workdir) -> Table:
   methods = paper_results.TABLE2_METHODS
   cells, paper = {}, {}
   for m in methods:
+    by_class = results.class_cells(workdir, ten_stage(m))
     for c, name in enumerate(signs.CLASS_NAMES):
-      cells[name, m] = results.class_cell(workdir, ten_stage(m), c)
+      cells[name, m] = by_class[c]
       paper[name, m] = paper_results.table2(name, m)
-    cells['mean', m] = results.class_cell(workdir, ten_stage(m), None)
+    cells['mean', m] = by_class[None]
     paper['mean', m] = paper_results.table2('mean', m)
   return Table('II', signs.CLASS_NAMES + ('mean',), methods, cells, paper)
 

@@ -1,0 +1,280 @@
+"""The paper's whole protocol, stage by stage, resumable, then the report.
+
+For each held-out fold k: the CVAE-GAN on the other folds, generation, the 10-class
+task (scratch, pre-training, pre-training + fine-tuning, traditional augmentation), the
+binary task per sign (pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
+optional ImageNet transfer baselines and generated-sample quality. Each stage runs
+in-process (the jit caches carry over between stages of equal shapes) in its own
+folder `<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done
+and is skipped, so a killed run started again continues where it stopped. A stage
+that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
+need it are marked blocked, every other stage still runs, and the report lists them.
+"""
+import copy
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+import time
+import traceback
+from typing import Any
+
+from absl import logging
+import ml_collections
+
+from cisl_jax import signs
+
+STATUS_FILE = 'status.json'
+SETTINGS_FILE = 'reproduce.json'
+METRICS_FILE = 'metrics.json'
+
+
+@dataclasses.dataclass
+class Stage:
+  """One unit of work: runs `fn(config, workdir)` unless its metrics.json exists."""
+  name: str  # 'fold<k>/<stage>', also the key in status.json
+  kind: str  # what it does: gan, generate, scratch, pretrain, finetune, ... (for the ETA)
+  runner: str  # which Runners method runs it
+  config: Any
+  workdir: pathlib.Path
+  needs: tuple[str, ...] = ()  # stages that must have finished first
+
+
+class Runners:
+  """The stage functions, imported lazily so that the report and tests need no model code.
+
+  Tests replace them with counting or failing versions.
+  """
+
+  def gan(self, config, workdir):
+    from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
+    return gan.train_and_evaluate(config, str(workdir))
+
+  def generate(self, config, workdir):
+    from cisl_jax.train import generate  # pylint: disable=g-import-not-at-top
+    return generate.generate(config, str(workdir))
+
+  def classifier(self, config, workdir):
+    from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
+    return classifier.train_and_evaluate(config, str(workdir))
+
+  def quality(self, config, workdir):
+    from cisl_jax.train import quality_stage  # pylint: disable=g-import-not-at-top
+    return quality_stage.run(config, str(workdir))
+
+
+def is_done(workdir) -> bool:
+  """A stage is done when its folder holds metrics.json (written last, atomically)."""
+  return (pathlib.Path(workdir) / METRICS_FILE).is_file()
+
+
+def _write_json(path: pathlib.Path, obj: Any):
+  """Atomic JSON write: temp file in the same folder, then rename."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-', suffix='.json')
+  with os.fdopen(fd, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _override(base: ml_collections.ConfigDict, where: str, **fields) -> ml_collections.ConfigDict:
+  """A copy of `base` with `fields` set; a field the stage config lacks is an error
+  naming the config, so that a renamed field fails loudly instead of being ignored."""
+  c = copy.deepcopy(base)
+  with c.unlocked():
+    for k, v in fields.items():
+      if k not in c:
+        raise KeyError(f'{where} has no field {k!r} (fields: {sorted(c.keys())}); '
+                       'the reproduce config and the stage config disagree.')
+      setattr(c, k, v)
+  return c
+
+
+def _shared(config, fold: int) -> dict[str, Any]:
+  """Fields every stage takes from the reproduce config."""
+  return dict(data_dir=config.data_dir, source=config.source, num_folds=config.num_folds,
+              fold=fold, seed=config.seed + fold)
+
+
+def _classifier(config, fold: int, *, task: str, mode: str, sign: str = 'GGO',
+                num_generated: int = 0, generated_dir: str = '', init_from: str = '',
+                method: str, transfer: dict | None = None) -> ml_collections.ConfigDict:
+  """The classifier stage config of one task and method (settings in config.methods)."""
+  m = config.methods[method]
+  fields = dict(_shared(config, fold), task=task, sign=sign, mode=mode,
+                num_steps=m.num_steps, learning_rate=m.learning_rate)
+  if mode in ('pretrain', 'finetune'):
+    fields.update(generated_dir=generated_dir, num_generated=num_generated)
+  if mode == 'traditional':
+    fields.update(num_augmented=num_generated)
+  if init_from:
+    fields.update(init_from=init_from)
+  c = _override(config.classifier, 'config.classifier', **fields)
+  if transfer:
+    if 'transfer' not in c:
+      raise KeyError('config.classifier has no transfer block; the ImageNet baselines '
+                     'need configs/train_classifier.py with config.transfer.')
+    c.transfer = _override(c.transfer, 'config.classifier.transfer', **transfer)
+  return c
+
+
+def plan(config, workdir) -> list[Stage]:
+  """Every stage of the protocol, in run order (fold by fold)."""
+  workdir = pathlib.Path(workdir)
+  stages = []
+  sign_names = [signs.canonical(s) for s in config.signs]
+  for fold in config.folds:
+    root = workdir / f'fold{fold}'
+    add = lambda name, kind, runner, cfg, needs=(): stages.append(Stage(  # pylint: disable=g-long-lambda
+        f'fold{fold}/{name}', kind, runner, cfg, root / name,
+        tuple(f'fold{fold}/{n}' for n in needs)))
+    gen_dir = str(root / 'generate')
+    add('gan', 'gan', 'gan', _override(config.gan, 'config.gan', **_shared(config, fold)))
+    add('generate', 'generate', 'generate', _override(
+        config.generate, 'config.generate', **_shared(config, fold),
+        gan_workdir=str(root / 'gan'),
+        num_per_class=max([config.generated_per_sign, config.generated_per_class]
+                          + list(config.sweep_sizes))), ('gan',))
+
+    def pair(prefix, task, sign, n, pre_method, ft_method):
+      add(f'{prefix}_pretrain', 'pretrain', 'classifier', _classifier(
+          config, fold, task=task, sign=sign, mode='pretrain', num_generated=n,
+          generated_dir=gen_dir, method=pre_method), ('generate',))
+      add(f'{prefix}_finetune', 'finetune', 'classifier', _classifier(
+          config, fold, task=task, sign=sign, mode='finetune', num_generated=n,
+          generated_dir=gen_dir, init_from=str(root / f'{prefix}_pretrain'),
+          method=ft_method), (f'{prefix}_pretrain',))
+
+    if config.run_ten:
+      add('ten_scratch', 'scratch', 'classifier', _classifier(
+          config, fold, task='ten', mode='scratch', method='scratch'))
+      pair('ten', 'ten', 'GGO', config.generated_per_class, 'pretrain', 'finetune')
+      add('ten_traditional', 'traditional', 'classifier', _classifier(
+          config, fold, task='ten', mode='traditional',
+          num_generated=config.generated_per_class, method='traditional'))
+    for s in sign_names:
+      pair(f'binary_{s}', 'binary', s, config.generated_per_sign, 'pretrain', 'finetune')
+      add(f'binary_{s}_traditional', 'traditional', 'classifier', _classifier(
+          config, fold, task='binary', sign=s, mode='traditional',
+          num_generated=config.generated_per_sign, method='traditional'))
+    if fold in config.sweep_folds:
+      for n in config.sweep_sizes:
+        if n != config.generated_per_sign:
+          pair(f'sweep_GGO_{n}', 'binary', 'GGO', n, 'pretrain', 'finetune')
+    if config.transfer.weights:
+      for arch in config.transfer.archs:
+        tcfg = dict(arch=arch, weights=config.transfer.weights)
+        for s in sign_names:
+          add(f'binary_{s}_transfer_{arch}', 'transfer', 'classifier', _classifier(
+              config, fold, task='binary', sign=s, mode='transfer', method='transfer',
+              transfer=tcfg))
+        add(f'ten_transfer_{arch}', 'transfer', 'classifier', _classifier(
+            config, fold, task='ten', mode='transfer', method='transfer', transfer=tcfg))
+    if config.quality.enabled and config.run_ten:
+      add('quality', 'quality', 'quality', _override(
+          config.quality, 'config.quality', generated_dir=gen_dir,
+          features_from=str(root / 'ten_scratch'), **_shared(config, fold)),
+          ('generate', 'ten_scratch'))
+  return stages
+
+
+def settings(config) -> dict[str, Any]:
+  """What the report needs to know about the run (written to reproduce.json)."""
+  transfer_reason = '' if config.transfer.weights else (
+      'no ImageNet weights were configured (config.transfer.weights is empty; convert them '
+      'with launch/convert_weights.py and set --config.transfer.weights=<folder>)')
+  return {
+      'variant': config.variant, 'source': config.source, 'data_dir': config.data_dir,
+      'num_folds': config.num_folds, 'folds': list(config.folds),
+      'signs': [signs.canonical(s) for s in config.signs],
+      'generated_per_sign': config.generated_per_sign,
+      'generated_per_class': config.generated_per_class,
+      'sweep_sizes': list(config.sweep_sizes), 'sweep_folds': list(config.sweep_folds),
+      'transfer': {'archs': list(config.transfer.archs), 'weights': config.transfer.weights,
+                   'reason': transfer_reason},
+  }
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f'{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s' if seconds >= 3600 \
+      else f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
+  """Seconds left: the mean measured time of each remaining stage's kind (any run of
+  this workdir), else the mean over all measured stages; None before any measurement."""
+  by_kind: dict[str, list[float]] = {}
+  for v in status.values():
+    if v.get('state') == 'done' and v.get('seconds') is not None and not v.get('skipped'):
+      by_kind.setdefault(v['kind'], []).append(v['seconds'])
+  if not by_kind:
+    return None
+  every = [s for v in by_kind.values() for s in v]
+  overall = sum(every) / len(every)
+  return sum((sum(by_kind[s.kind]) / len(by_kind[s.kind])) if s.kind in by_kind else overall
+             for s in todo)
+
+
+def run(config, workdir, runners: Runners | None = None,
+        write_report: bool = True) -> tuple[pathlib.Path | None, list[str]]:
+  """Runs every unfinished stage, then writes the report.
+
+  Returns:
+    (path of report/README.md or None, names of the stages that failed or were blocked).
+  """
+  runners = runners or Runners()
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_json(workdir / SETTINGS_FILE, settings(config))
+  status_path = workdir / STATUS_FILE
+  status = json.loads(status_path.read_text()) if status_path.exists() else {}
+  stages = plan(config, workdir)
+  start = time.time()
+  not_ok: list[str] = []
+  for i, stage in enumerate(stages):
+    prefix = f'[{i + 1}/{len(stages)}] {stage.name}'
+    if is_done(stage.workdir):
+      prev = status.get(stage.name, {})
+      if prev.get('state') != 'done':
+        status[stage.name] = {'state': 'done', 'kind': stage.kind, 'skipped': True}
+      logging.info('%s: already done, skipped', prefix)
+      continue
+    missing = [n for n in stage.needs if status.get(n, {}).get('state') != 'done']
+    if missing:
+      status[stage.name] = {'state': 'blocked', 'kind': stage.kind,
+                            'error': f'needs {", ".join(missing)}, which did not finish'}
+      not_ok.append(stage.name)
+      logging.error('%s: blocked: needs %s', prefix, ', '.join(missing))
+      _write_json(status_path, status)
+      continue
+    eta = _eta(stages[i:], status)
+    logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
+                 _duration(eta) if eta is not None else 'after the first stage')
+    t0 = time.time()
+    try:
+      getattr(runners, stage.runner)(stage.config, stage.workdir)
+      if not is_done(stage.workdir):
+        raise RuntimeError(f'{stage.workdir}: the stage returned without writing '
+                           f'{METRICS_FILE}')
+    except Exception as e:  # pylint: disable=broad-except
+      # One stage's failure must not cost the others' results: record it and go on.
+      logging.exception('%s: FAILED after %.1fs: %s', prefix, time.time() - t0, e)
+      status[stage.name] = {'state': 'failed', 'kind': stage.kind,
+                            'seconds': time.time() - t0,
+                            'error': ''.join(traceback.format_exception_only(e)).strip()}
+      not_ok.append(stage.name)
+    else:
+      status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0}
+      logging.info('%s: done in %.1fs', prefix, time.time() - t0)
+    _write_json(status_path, status)
+  _write_json(status_path, status)
+  logging.info('all %d stages visited in %s; %d failed or blocked', len(stages),
+               _duration(time.time() - start), len(not_ok))
+  readme = None
+  if write_report:
+    from cisl_jax import report  # pylint: disable=g-import-not-at-top
+    readme = report.write_report(workdir)
+  return readme, not_ok
+
