@@ -1,0 +1,320 @@
+"""Classifier stages: scratch, pretrain, finetune, augment and transfer; evaluation.
+
+Modes (config.mode), for the 10-class task or the binary task of one sign:
+  scratch:  the paper's CNN on the real training folds.
+  pretrain: on generated sign patches (config.generated_dir) plus real background
+            patches, `pretrain_per_class` per class (input_pipeline.pretrain_task).
+  finetune: params and BatchNorm statistics from config.init_from (a pretrain workdir),
+            a fresh Adam at config.finetune_learning_rate, on the real training folds.
+  augment:  the real training folds with the paper's traditional augmentation applied on
+            device to every batch, for as many samples as the pretrain set holds.
+  transfer: an ImageNet network from cisl_jax.train.transfer, fine-tuned as the paper.
+Each stage ends by evaluating on the held-out fold: `<workdir>/metrics.json` and
+`<workdir>/predictions.npz` (labels, preds, probs) for bootstrap intervals.
+
+State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state'}; steps are pure jitted
+functions of (graphdef, state, batch, key) with the state donated.
+"""
+import functools
+import json
+import math
+import os
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from cisl_jax import augment
+from cisl_jax import checkpointing
+from cisl_jax import input_pipeline
+from cisl_jax import losses
+from cisl_jax import metrics as metrics_lib
+from cisl_jax import sharding
+from cisl_jax import signs
+from cisl_jax.models import classifier as classifier_lib
+from cisl_jax.train import common
+
+MODES = ('scratch', 'pretrain', 'finetune', 'augment', 'transfer')
+PREDICTIONS_FILE = 'predictions.npz'
+
+
+def num_classes_of(config: ml_collections.ConfigDict) -> int:
+  return signs.NUM_CLASSES if common.task_name(config) == 'ten_class' else 2
+
+
+def class_names(config: ml_collections.ConfigDict) -> list[str]:
+  if common.task_name(config) == 'ten_class':
+    return list(signs.CLASS_NAMES)
+  name = signs.SIGNS[common.sign_code(config)]
+  return [f'non-{name}', name]
+
+
+def _check_mode(config: ml_collections.ConfigDict) -> str:
+  if config.mode not in MODES:
+    raise ValueError(f'config.mode={config.mode!r}: use one of {", ".join(MODES)}.')
+  return config.mode
+
+
+def create_model(config: ml_collections.ConfigDict, key: jax.Array):
+  """(model, tx, preprocess_fn) for the stage; preprocess_fn maps batches to inputs."""
+  n = num_classes_of(config)
+  rngs = nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1))
+  if config.mode == 'transfer':
+    from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
+    return transfer.make_model_and_optimizer(config, n, rngs)
+  model = classifier_lib.Classifier(n, width=config.width, dropout=config.dropout, rngs=rngs)
+  lr = config.finetune_learning_rate if config.mode == 'finetune' else config.learning_rate
+  return model, optax.adam(lr), None
+
+
+def init_state(config: ml_collections.ConfigDict, key: jax.Array):
+  """(graphdef, state, tx, preprocess_fn) of a fresh run."""
+  model, tx, preprocess_fn = create_model(config, key)
+  graphdef, state = common.split_model(model)
+  state['opt_state'] = tx.init(state['params'])
+  state['step'] = jnp.zeros((), jnp.int32)
+  return graphdef, state, tx, preprocess_fn
+
+
+def make_train_step(tx: optax.GradientTransformation, preprocess_fn: Callable | None = None,
+                    augment_cfg: Any = None):
+  """`train_step(graphdef, state, batch, key) -> (state, metrics)`, jitted, state donated.
+
+  `key` is the run's train key; the step folds in its own step count for dropout and
+  augmentation, so a resumed run draws exactly what an uninterrupted one would.
+  """
+  ranges = None if augment_cfg is None else augment.ranges_from(augment_cfg)
+
+  @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+  def train_step(graphdef, state, batch, key):
+    common.TRACES['classifier_train'] += 1
+    key = jax.random.fold_in(key, state['step'])
+    k_drop, k_aug = jax.random.split(key)
+    x, y = batch['image'], batch['label']
+    if ranges is not None:
+      x = augment.augment_batch(k_aug, x, ranges._asdict())
+    if preprocess_fn is not None:
+      x = preprocess_fn(x)
+
+    def loss_fn(params):
+      model = common.merge_model(graphdef, {**state, 'params': params}, key=k_drop)
+      model.train()
+      logits = model(x)
+      return losses.softmax_cross_entropy(logits, y), (logits, common.new_batch_stats(model))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    new_state = {**state, 'step': state['step'] + 1,
+                 'params': optax.apply_updates(state['params'], updates),
+                 'batch_stats': batch_stats, 'opt_state': opt_state}
+    metrics = {'loss': loss, 'accuracy': jnp.mean(jnp.argmax(logits, -1) == y),
+               'grad_norm': common.global_norm(grads)}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(preprocess_fn: Callable | None = None):
+  """`eval_step(graphdef, state, batch) -> probs` (inference BatchNorm, no dropout)."""
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def eval_step(graphdef, state, batch):
+    common.TRACES['classifier_eval'] += 1
+    model = common.merge_model(graphdef, state)
+    model.eval()
+    x = batch['image'] if preprocess_fn is None else preprocess_fn(batch['image'])
+    return jax.nn.softmax(model(x).astype(jnp.float32), axis=-1)
+
+  return eval_step
+
+
+def predict(graphdef, state, eval_step, images: np.ndarray, labels: np.ndarray,
+            batch_size: int, mesh) -> np.ndarray:
+  """Class probabilities (N, C) of every image, in order."""
+  out = []
+  for batch in input_pipeline.eval_batches(images, labels, batch_size):
+    probs = sharding.to_host(eval_step(graphdef, state, sharding.shard_batch(batch, mesh)))
+    out.append(probs[batch['mask'] > 0])
+  return np.concatenate(out)
+
+
+def training_data(config: ml_collections.ConfigDict,
+                  data_seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+  """(images, labels, samples per epoch) of the stage's training set."""
+  folds = common.training_folds(config)
+  real = input_pipeline.load_split(config.data_dir, config.source, folds)
+  task = common.task_name(config)
+  sign = common.sign_code(config) if task == 'binary' else None
+  n_classes = num_classes_of(config)
+  if config.mode == 'pretrain':
+    if not config.generated_dir:
+      raise ValueError('mode pretrain needs --config.generated_dir (the --workdir of a '
+                       'generate.py run).')
+    generated = input_pipeline.load_generated(generated_set_dir(config.generated_dir))
+    images, labels = input_pipeline.pretrain_task(generated, real, task, sign,
+                                                  config.pretrain_per_class, data_seed)
+    return images, labels, len(labels)
+  if task == 'binary':
+    images, labels = input_pipeline.binary_task(real, sign, data_seed)
+  else:
+    images, labels = input_pipeline.ten_class_task(real)
+  if config.mode == 'augment':
+    # As many (augmented) samples per epoch as the pretrain set holds.
+    return images, labels, config.pretrain_per_class * n_classes
+  return images, labels, len(labels)
+
+
+def test_data(config: ml_collections.ConfigDict, data_seed: int):
+  """(images, labels) of the held-out fold for the task (binary: balanced)."""
+  held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
+  if common.task_name(config) == 'binary':
+    return input_pipeline.binary_task(held_out, common.sign_code(config), data_seed + 1)
+  return input_pipeline.ten_class_task(held_out)
+
+
+def generated_set_dir(path: str) -> str:
+  """A generate.py workdir or the generated-set folder itself."""
+  inner = os.path.join(path, 'generated')
+  return inner if os.path.isdir(inner) else path
+
+
+def schedule(config: ml_collections.ConfigDict, epoch_size: int) -> tuple[int, int]:
+  """(batch size, number of steps) of the stage."""
+  if config.mode == 'transfer':
+    batch_size = config.transfer.batch_size
+    epochs = config.transfer.epochs
+  else:
+    batch_size = config.batch_size
+    epochs = config.pretrain_epochs if config.mode in ('pretrain', 'augment') \
+        else config.num_epochs
+  if config.num_steps is not None:
+    return batch_size, config.num_steps
+  return batch_size, max(1, math.ceil(epochs * epoch_size / batch_size))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains one classifier stage, then evaluates it on the held-out fold.
+
+  Resumes from the latest checkpoint in `workdir`; a workdir holding metrics.json is
+  finished and is returned as is.
+  """
+  _check_mode(config)
+  if common.is_done(workdir):
+    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
+    return common.read_metrics(workdir)
+  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
+                                  config.process_id)
+  os.makedirs(workdir, exist_ok=True)
+  common.write_json(os.path.join(workdir, 'config.json'), common.to_dict(config))
+  mesh = sharding.make_mesh()
+  init_key, data_seed, train_key = common.split_keys(config.seed)
+  images, labels, epoch_size = training_data(config, data_seed)
+  batch_size, num_steps = schedule(config, epoch_size)
+  sharding.check_batch_size(batch_size, mesh)
+  logging.info('classifier %s/%s: %d training patches, batch %d, %d steps', config.mode,
+               config.task, len(labels), batch_size, num_steps)
+
+  graphdef, state, tx, preprocess_fn = init_state(config, init_key)
+  if config.mode == 'finetune':
+    if not config.init_from:
+      raise ValueError('mode finetune needs --config.init_from (the --workdir of the '
+                       'pretrain run).')
+    fresh = [f for f in str(config.init_from_fresh or '').split(',') if f]
+    state['params'], state['batch_stats'], _ = checkpointing.init_from(
+        config.init_from, state['params'], state['batch_stats'], fresh)
+    state['opt_state'] = tx.init(state['params'])
+  state = sharding.replicate(state, mesh)
+  ckpt = checkpointing.Checkpoints(workdir, save_every=config.checkpoint_every,
+                                   keep=config.keep_checkpoints)
+  state, start = ckpt.restore_latest(state)
+  start = start or 0
+  augment_cfg = config.augment if config.mode == 'augment' else None
+  train_step = make_train_step(tx, preprocess_fn, augment_cfg)
+  sampler = common.BatchSampler(len(labels), batch_size, data_seed)
+  summaries = common.Summaries(workdir)
+  progress = common.Progress(f'classifier/{config.mode}', num_steps, start, config.log_every)
+  last = {}
+  for step in range(start, num_steps):
+    batch = sharding.shard_batch(sampler.batch(step, image=images, label=labels), mesh)
+    state, metrics = train_step(graphdef, state, batch, train_key)
+    metrics = jax.device_get(metrics)
+    common.check_finite(step, metrics, ckpt.last_good())
+    done = step + 1
+    ckpt.maybe_save(done, state)
+    if done % config.log_every == 0 or done == num_steps:
+      rate = progress.update(done, metrics)
+      last = {k: float(v) for k, v in metrics.items()}
+      summaries.scalars(done, {**{f'train/{k}': v for k, v in last.items()},
+                               'steps_per_sec': rate or 0.0})
+  ckpt.maybe_save(num_steps, state, force=True)
+  ckpt.close()
+
+  result = _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh,
+                               data_seed, extra={'train': last, 'steps': num_steps})
+  summaries.scalars(num_steps, {'test/accuracy': result['accuracy']})
+  summaries.close()
+  return result
+
+
+def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, data_seed,
+                        extra=None) -> dict[str, Any]:
+  images, labels = test_data(config, data_seed)
+  eval_step = make_eval_step(preprocess_fn)
+  probs = predict(graphdef, state, eval_step, images, labels, config.batch_size, mesh)
+  preds = probs.argmax(-1)
+  n = num_classes_of(config)
+  result = metrics_lib.classification_metrics(labels, preds, n)
+  result.update({'stage': 'classifier', 'mode': config.mode, 'task': common.task_name(config),
+                 'class_names': class_names(config), 'fold': config.fold,
+                 'num_test': int(len(labels)), **(extra or {})})
+  if common.task_name(config) == 'binary':
+    result['sign'] = signs.SIGNS[common.sign_code(config)]
+  if config.mode == 'transfer':
+    from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
+    result['transfer'] = transfer.describe(config)
+  pred_path = common.save_npz(os.path.join(workdir, PREDICTIONS_FILE), labels=labels,
+                              preds=preds, probs=probs)
+  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
+        f'held-out patches; wrote {checkpointing.checkpoint_dir(workdir)}, {path}, '
+        f'{pred_path}')
+  return result
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Restores a classifier checkpoint and writes metrics.json + predictions.npz.
+
+  The checkpoint is the latest in config.classifier_workdir (default: `workdir`); the
+  model (task, width, mode) is rebuilt from that run's config.json; the data are the
+  held-out fold config.fold of config.data_dir / config.source.
+  """
+  if common.is_done(workdir):
+    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
+    return common.read_metrics(workdir)
+  source = config.classifier_workdir or workdir
+  config_path = os.path.join(source, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f'{config_path} not found: --config.classifier_workdir must be '
+                            'the --workdir of a train_classifier.py run.')
+  with open(config_path) as f:
+    train_config = ml_collections.ConfigDict(json.load(f))
+  # The data to evaluate on come from this config; the model from the training run's.
+  for field in ('data_dir', 'source', 'num_folds', 'fold', 'batch_size'):
+    train_config[field] = config[field]
+  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
+                                  config.process_id)
+  mesh = sharding.make_mesh()
+  init_key, data_seed, _ = common.split_keys(train_config.seed)
+  graphdef, state, _, preprocess_fn = init_state(train_config, init_key)
+  state['params'], state['batch_stats'], step = checkpointing.init_from(
+      source, state['params'], state['batch_stats'])
+  state = sharding.replicate(state, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  return _evaluate_and_write(train_config, workdir, graphdef, state, preprocess_fn, mesh,
+                             data_seed, extra={'checkpoint': f'{source} step {step}'})

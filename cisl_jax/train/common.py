@@ -1,0 +1,252 @@
+"""Loop helpers shared by the training stages.
+
+- Keys: one `config.seed` splits once into init, data and train keys; step `s` uses
+  `fold_in(train_key, s)`, and batch `s` is a pure function of (data seed, s), so a
+  run resumed at any step continues exactly as an uninterrupted one.
+- `BatchSampler`: epoch-shuffled, fixed-size batches by index, O(1) to resume.
+- `Progress`: steps/s and time left in the log; `Summaries`: TensorBoard scalars and
+  image grids through tf.summary (TensorFlow kept off the GPUs).
+- `check_finite`: the NaN guard.
+- `is_done`, `write_json`: finished stages are recognised by their metrics.json,
+  written atomically.
+"""
+import collections
+import json
+import os
+import tempfile
+import time
+from typing import Any, Mapping
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+METRICS_FILE = 'metrics.json'
+
+# How many times each jitted step function has been traced (tests assert 1).
+TRACES: collections.Counter = collections.Counter()
+
+
+class NonFiniteError(FloatingPointError):
+  """A loss or gradient norm became NaN or infinite."""
+
+
+def split_keys(seed: int) -> tuple[jax.Array, int, jax.Array]:
+  """(init key, data seed, train key) from one seed."""
+  init_key, data_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  data_seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1))
+  return init_key, data_seed, train_key
+
+
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict[str, Any]]:
+  """(graphdef, {'params', 'batch_stats', 'rngs'}) of an NNX model."""
+  graphdef, params, batch_stats, rngs = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  return graphdef, {'params': params, 'batch_stats': batch_stats, 'rngs': rngs}
+
+
+def merge_model(graphdef: nnx.GraphDef, state: Mapping[str, Any],
+                key: jax.Array | None = None) -> nnx.Module:
+  """The NNX model of `state`; `key` reseeds its dropout stream (train mode)."""
+  # tree.map makes fresh Variables at the current trace level: states captured from an
+  # outer trace (jit around grad) could not be updated in place otherwise.
+  params, batch_stats, rngs = jax.tree.map(
+      lambda a: a, (state['params'], state['batch_stats'], state['rngs']))
+  model = nnx.merge(graphdef, params, batch_stats, rngs)
+  if key is not None and jax.tree.leaves(state['rngs']):
+    nnx.reseed(model, dropout=key)
+  return model
+
+
+def new_batch_stats(model: nnx.Module) -> Any:
+  return nnx.state(model, nnx.BatchStat)
+
+
+def global_norm(tree: Any) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+
+
+class BatchSampler:
+  """Index batches of a dataset of `size`: reshuffled every epoch, last partial dropped.
+
+  `indices(step)` depends only on (seed, step): the permutation of epoch e is drawn
+  from numpy's generator seeded with (seed, e), so resuming needs no replay.
+  """
+
+  def __init__(self, size: int, batch_size: int, seed: int):
+    if size < batch_size:
+      raise ValueError(f'{size} training examples cannot fill one batch of {batch_size}; '
+                       'lower --config.batch_size.')
+    self.size, self.batch_size, self.seed = size, batch_size, seed
+    self.steps_per_epoch = size // batch_size
+    self._epoch, self._perm = -1, None
+
+  def indices(self, step: int) -> np.ndarray:
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+      self._epoch = epoch
+    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+  def batch(self, step: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    idx = np.sort(self.indices(step))  # sorted gathers are faster; order is irrelevant
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+class Progress:
+  """Logs step, steps/s and time left every `every` steps."""
+
+  def __init__(self, name: str, total: int, start: int, every: int):
+    self.name, self.total, self.every = name, total, max(1, every)
+    self._t, self._s = time.perf_counter(), start
+
+  def update(self, step: int, metrics: Mapping[str, float] | None = None) -> float | None:
+    """Call after step `step` (1-based count of finished steps); returns steps/s if logged."""
+    if step % self.every and step != self.total:
+      return None
+    now = time.perf_counter()
+    rate = (step - self._s) / max(now - self._t, 1e-9)
+    self._t, self._s = now, step
+    left = (self.total - step) / rate if rate > 0 else float('inf')
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in (metrics or {}).items())
+    logging.info('%s step %d/%d  %.2f steps/s  %s left  %s', self.name, step, self.total,
+                 rate, _duration(left), shown)
+    return rate
+
+
+def _duration(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return '?'
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+
+class Summaries:
+  """TensorBoard event writer for `<workdir>` (process 0 only)."""
+
+  def __init__(self, workdir: str):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], 'GPU')
+    self._tf = tf
+    self._writer = (tf.summary.create_file_writer(workdir) if jax.process_index() == 0
+                    else None)
+
+  def scalars(self, step: int, values: Mapping[str, Any]) -> None:
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      for k, v in values.items():
+        self._tf.summary.scalar(k, float(v), step=step)
+
+  def images(self, step: int, name: str, images: np.ndarray, max_outputs: int = 1) -> None:
+    """images: (N, H, W, C) in [0, 1]."""
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      self._tf.summary.image(name, np.asarray(images, np.float32), step=step,
+                             max_outputs=max_outputs)
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+      self._writer.close()
+
+
+def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
+  """Tiles (N, H, W, 1) images in [-1, 1] into one (rows*H, cols*W) array in [0, 1]."""
+  images = np.asarray(images, np.float32)[..., 0]
+  n, h, w = images.shape
+  cols = -(-n // rows)
+  grid = np.ones((rows * h, cols * w), np.float32)
+  for i, im in enumerate(images):
+    r, c = divmod(i, cols)
+    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = (np.clip(im, -1, 1) + 1) / 2
+  return grid
+
+
+def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:
+  """Raises NonFiniteError naming the step, the bad values and the last good checkpoint."""
+  bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all()}
+  if bad:
+    raise NonFiniteError(
+        f'step {step}: non-finite {", ".join(f"{k}={v}" for k, v in sorted(bad.items()))}. '
+        f'Training stopped; last good checkpoint: {last_good}. Lower the learning rate or '
+        'check the inputs; restarting in the same workdir resumes from that checkpoint.')
+
+
+def is_done(workdir: str) -> bool:
+  """True when the stage in `workdir` has finished (its metrics.json exists)."""
+  return os.path.isfile(os.path.join(workdir, METRICS_FILE))
+
+
+def read_metrics(workdir: str) -> dict[str, Any]:
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    return json.load(f)
+
+
+def write_json(path: str, obj: Any) -> str:
+  """Writes JSON atomically (temp file in the same folder, then os.replace)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.json')
+  with os.fdopen(fd, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
+  os.replace(tmp, path)
+  return path
+
+
+def save_npz(path: str, **arrays: np.ndarray) -> str:
+  """Writes an .npz atomically."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.npz')
+  with os.fdopen(fd, 'wb') as f:
+    np.savez(f, **arrays)
+  os.replace(tmp, path)
+  return path
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (np.floating,)):
+    return float(x)
+  if isinstance(x, (np.ndarray, jax.Array)):
+    return np.asarray(x).tolist()
+  raise TypeError(f'not JSON serialisable: {type(x)}')
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+  """A ConfigDict as a plain JSON-able dict (placeholders as None)."""
+  return json.loads(config.to_json_best_effort()) if hasattr(config, 'to_json_best_effort') \
+      else dict(config)
+
+
+def training_folds(config: Any) -> list[int]:
+  """The folds a stage trains on: every fold but the held-out `config.fold`."""
+  if not 0 <= config.fold < config.num_folds:
+    raise ValueError(f'config.fold={config.fold} is not in 0..{config.num_folds - 1} '
+                     f'(config.num_folds={config.num_folds}).')
+  return [f for f in range(config.num_folds) if f != config.fold]
+
+
+def sign_code(config: Any) -> int:
+  from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+  try:
+    return signs.code(config.sign)
+  except ValueError as e:
+    raise ValueError(f'config.sign: {e}') from e
+
+
+def task_name(config: Any) -> str:
+  """'ten_class' or 'binary' (config.task accepts 'ten' / 'ten_class' / 'binary')."""
+  task = str(config.task)
+  if task in ('ten', 'ten_class'):
+    return 'ten_class'
+  if task == 'binary':
+    return 'binary'
+  raise ValueError(f"config.task={task!r}: use 'ten' (10-class) or 'binary' (one sign, "
+                   'set --config.sign).')

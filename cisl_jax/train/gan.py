@@ -1,0 +1,306 @@
+"""CVAE-GAN training: one fused, jitted iteration updating C, D and encoder+decoder.
+
+One iteration does the same work as the Keras peer's `cvaegan` step:
+  1. the auxiliary classifier C: cross-entropy on the real batch;
+  2. the discriminator D: real as real, reconstruction and prior sample as fake;
+  3. encoder E + decoder G together: weighted KL, L2 reconstruction, pairwise feature
+     matching on D and C features, mean feature matching of prior samples on D
+     features and per class on C features (running class means in the state).
+All three updates are one `jax.jit` function over (graphdef, state): a single forward
+of E, G, D and C feeds both D's and E+G's gradients (two VJPs of one forward).
+
+State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state' (one Adam per group:
+classifier, discriminator, encoder_decoder), 'class_means'}.
+"""
+import functools
+import json
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from cisl_jax import checkpointing
+from cisl_jax import input_pipeline
+from cisl_jax import losses
+from cisl_jax import sharding
+from cisl_jax import signs
+from cisl_jax.models import cvae_gan
+from cisl_jax.train import common
+
+NETS = ('encoder', 'decoder', 'discriminator', 'classifier')
+GROUPS = ('classifier', 'discriminator', 'encoder_decoder')
+
+
+def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.CVAEGAN:
+  return cvae_gan.CVAEGAN(signs.NUM_SIGNS, config.gan.latent_dim, width=config.width,
+                          output_batchnorm=config.gan.output_batchnorm,
+                          rngs=nnx.Rngs(params=key))
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate, b1=config.gan.adam_b1)
+
+
+def _group_params(params: Any) -> dict[str, Any]:
+  return {'classifier': params['classifier'], 'discriminator': params['discriminator'],
+          'encoder_decoder': {'encoder': params['encoder'], 'decoder': params['decoder']}}
+
+
+def init_state(config: ml_collections.ConfigDict, key: jax.Array,
+               tx: optax.GradientTransformation) -> tuple[nnx.GraphDef, dict[str, Any]]:
+  """(graphdef, state) of a fresh CVAE-GAN run."""
+  model = create_model(config, key)
+  graphdef, state = common.split_model(model)
+  groups = _group_params(state['params'])
+  state['opt_state'] = {g: tx.init(groups[g]) for g in GROUPS}
+  feature_dim = model.classifier.fc5.in_features
+  state['class_means'] = losses.init_class_means(signs.NUM_SIGNS, feature_dim)
+  state['step'] = jnp.zeros((), jnp.int32)
+  return graphdef, state
+
+
+def make_train_step(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
+  """The jitted iteration `train_step(graphdef, state, batch, key) -> (state, metrics)`.
+
+  `key` is the run's train key; the iteration folds in its own step count, so step s
+  always draws the same noise whether or not the run was resumed.
+  """
+  weights = {k: float(v) for k, v in config.gan.loss_weights.items()}
+  momentum = float(config.gan.class_mean_momentum)
+
+  @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+  def train_step(graphdef, state, batch, key):
+    common.TRACES['gan_train'] += 1
+    key = jax.random.fold_in(key, state['step'])
+    k_z, k_p = jax.random.split(key)
+    model = common.merge_model(graphdef, state)
+    split = {n: nnx.split(getattr(model, n), nnx.Param, nnx.BatchStat, ...) for n in NETS}
+    params = {n: split[n][1] for n in NETS}
+    stats = {n: split[n][2] for n in NETS}
+
+    def run(name, p, bs, *args):
+      # Fresh Variables at the current trace level (states may come from an outer one).
+      p, bs, rest = jax.tree.map(lambda a: a, (p, bs, split[name][3]))
+      m = nnx.merge(split[name][0], p, bs, rest)
+      return m(*args), nnx.state(m, nnx.BatchStat)
+
+    x, y = batch['image'], batch['label']
+    y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
+    opt = state['opt_state']
+
+    # 1. Auxiliary classifier on real patches.
+    def c_loss(pc):
+      (logits, _), bs = run('classifier', pc, stats['classifier'], x)
+      return losses.classifier_loss(logits, y), (bs, logits)
+
+    (loss_c, (stats['classifier'], logits_c)), grad_c = jax.value_and_grad(
+        c_loss, has_aux=True)(params['classifier'])
+    upd, opt_c = tx.update(grad_c, opt['classifier'], params['classifier'])
+    params['classifier'] = optax.apply_updates(params['classifier'], upd)
+
+    # 2 + 3. One forward of E, G, D, C; D's loss and E+G's loss from it.
+    def forward(pd, peg):
+      (mu, logvar), bs_e = run('encoder', peg['encoder'], stats['encoder'], x, y1h)
+      z = cvae_gan.reparameterize(k_z, mu, logvar)
+      x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h)
+      z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
+      x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h)
+      bs_d = stats['discriminator']
+      (d_real, fd_real), bs_d = run('discriminator', pd, bs_d, x)
+      (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, x_rec)
+      (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, x_p)
+      pc, bs_c = params['classifier'], stats['classifier']
+      (_, fc_real), bs_c = run('classifier', pc, bs_c, x)
+      (_, fc_rec), bs_c = run('classifier', pc, bs_c, x_rec)
+      (_, fc_p), bs_c = run('classifier', pc, bs_c, x_p)
+      mean_c, class_means = losses.classwise_mean_feature_matching(
+          fc_p, y, fc_real, y, state['class_means'], momentum)
+      terms = {
+          'kl': losses.kl_divergence(mu, logvar),
+          'reconstruction': losses.l2_reconstruction(x_rec, x),
+          'pairwise_d': losses.pairwise_feature_matching(fd_rec, fd_real),
+          'pairwise_c': losses.pairwise_feature_matching(fc_rec, fc_real),
+          'mean_d': losses.mean_feature_matching(fd_p, fd_real),
+          'mean_c': mean_c,
+      }
+      loss_d = losses.discriminator_loss(d_real, d_rec, d_p)
+      loss_g = losses.generator_loss(terms, weights)
+      new_stats = {'encoder': bs_e, 'decoder': bs_g, 'discriminator': bs_d,
+                   'classifier': bs_c}
+      return (loss_d, loss_g), (terms, new_stats, class_means)
+
+    peg = {'encoder': params['encoder'], 'decoder': params['decoder']}
+    (loss_d, loss_g), vjp, (terms, stats, class_means) = jax.vjp(
+        forward, params['discriminator'], peg, has_aux=True)
+    one, zero = jnp.ones_like(loss_d), jnp.zeros_like(loss_d)
+    grad_d = vjp((one, zero))[0]
+    grad_eg = vjp((zero, one))[1]
+    upd, opt_d = tx.update(grad_d, opt['discriminator'], params['discriminator'])
+    params['discriminator'] = optax.apply_updates(params['discriminator'], upd)
+    upd, opt_eg = tx.update(grad_eg, opt['encoder_decoder'], peg)
+    peg = optax.apply_updates(peg, upd)
+    params.update(peg)
+
+    for n in NETS:
+      nnx.update(getattr(model, n), params[n], stats[n])
+    _, new_params, new_stats, rngs = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    new_state = {
+        'step': state['step'] + 1, 'params': new_params, 'batch_stats': new_stats,
+        'rngs': rngs, 'class_means': class_means,
+        'opt_state': {'classifier': opt_c, 'discriminator': opt_d, 'encoder_decoder': opt_eg},
+    }
+    metrics = {
+        'loss_c': loss_c, 'loss_d': loss_d, 'loss_g': loss_g,
+        'accuracy_c': jnp.mean(jnp.argmax(logits_c, -1) == y),
+        'grad_norm_c': common.global_norm(grad_c), 'grad_norm_d': common.global_norm(grad_d),
+        'grad_norm_g': common.global_norm(grad_eg),
+        **{f'g_{k}': v for k, v in terms.items()},
+    }
+    return new_state, metrics
+
+  return train_step
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def sample(graphdef: nnx.GraphDef, state: dict[str, Any], key: jax.Array,
+           labels: jax.Array) -> jax.Array:
+  """Prior samples of the decoder (inference BatchNorm) for integer sign `labels`."""
+  common.TRACES['gan_sample'] += 1
+  model = common.merge_model(graphdef, state)
+  model.eval()
+  return model.generate(key, jax.nn.one_hot(labels, signs.NUM_SIGNS))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def eval_step(graphdef: nnx.GraphDef, state: dict[str, Any], batch: dict[str, jax.Array],
+              key: jax.Array) -> dict[str, jax.Array]:
+  """Held-out sums: auxiliary-classifier hits and reconstruction squared error."""
+  model = common.merge_model(graphdef, state)
+  model.eval()
+  x, y, mask = batch['image'], batch['label'], batch['mask']
+  y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
+  logits, _ = model.classifier(x)
+  mu, logvar = model.encoder(x, y1h)
+  x_rec = model.decoder(cvae_gan.reparameterize(key, mu, logvar), y1h)
+  err = jnp.mean(jnp.square(x_rec - x), axis=(1, 2, 3))
+  return {'hits': jnp.sum((jnp.argmax(logits, -1) == y) * mask),
+          'sq_err': jnp.sum(err * mask), 'count': jnp.sum(mask)}
+
+
+def sign_patches(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """The sign patches (labels 0-8) of a split; background patches are left out."""
+  keep = np.asarray(arrays['label']) < signs.NUM_SIGNS
+  return (np.asarray(arrays['image'], np.float32)[keep],
+          np.asarray(arrays['label'], np.int32)[keep])
+
+
+def sample_grid(graphdef, state, key, per_sign: int = 4) -> np.ndarray:
+  """A (9*64, per_sign*64) grid in [0, 1]: one row of prior samples per sign."""
+  labels = jnp.repeat(jnp.arange(signs.NUM_SIGNS), per_sign)
+  images = sharding.to_host(sample(graphdef, state, key, labels))
+  return common.image_grid(images, signs.NUM_SIGNS)
+
+
+def restore(gan_workdir: str) -> tuple[nnx.GraphDef, dict[str, Any], ml_collections.ConfigDict]:
+  """(graphdef, state, config) of a finished or interrupted GAN run, from its workdir."""
+  config_path = os.path.join(gan_workdir, 'config.json')
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f'{config_path} not found: config.gan_workdir must be the '
+                            '--workdir of a train_gan.py run.')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  tx = make_optimizer(config)
+  init_key, _, _ = common.split_keys(config.seed)
+  graphdef, state = init_state(config, init_key, tx)
+  ckpt = checkpointing.Checkpoints(gan_workdir, save_every=config.checkpoint_every)
+  state, step = ckpt.restore_latest(state)
+  ckpt.close()
+  if step is None:
+    raise FileNotFoundError(f'{checkpointing.checkpoint_dir(gan_workdir)} holds no '
+                            'checkpoint; train the GAN first.')
+  return graphdef, state, config
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains the CVAE-GAN on the training folds; writes checkpoints, TensorBoard, metrics.
+
+  Resumes from the latest checkpoint in `workdir`; returns the metrics (also written to
+  `<workdir>/metrics.json`, whose presence marks the stage as done).
+  """
+  if common.is_done(workdir):
+    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
+    return common.read_metrics(workdir)
+  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
+                                  config.process_id)
+  os.makedirs(workdir, exist_ok=True)
+  common.write_json(os.path.join(workdir, 'config.json'), common.to_dict(config))
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+
+  train = input_pipeline.load_split(config.data_dir, config.source,
+                                    common.training_folds(config))
+  images, labels = sign_patches(train)
+  logging.info('CVAE-GAN: %d sign patches from folds %s', len(labels),
+               common.training_folds(config))
+
+  init_key, data_seed, train_key = common.split_keys(config.seed)
+  tx = make_optimizer(config)
+  graphdef, state = init_state(config, init_key, tx)
+  state = sharding.replicate(state, mesh)
+  ckpt = checkpointing.Checkpoints(workdir, save_every=config.checkpoint_every,
+                                   keep=config.keep_checkpoints)
+  state, start = ckpt.restore_latest(state)
+  start = start or 0
+  sampler = common.BatchSampler(len(labels), config.batch_size, data_seed)
+  train_step = make_train_step(config, tx)
+  summaries = common.Summaries(workdir)
+  progress = common.Progress('gan', config.num_steps, start, config.log_every)
+  sample_key = jax.random.fold_in(train_key, -1)
+  logged = {}
+  for step in range(start, config.num_steps):
+    batch = sharding.shard_batch(sampler.batch(step, image=images, label=labels), mesh)
+    state, metrics = train_step(graphdef, state, batch, train_key)
+    metrics = jax.device_get(metrics)
+    common.check_finite(step, metrics, ckpt.last_good())
+    done = step + 1
+    ckpt.maybe_save(done, state)
+    if done % config.log_every == 0 or done == config.num_steps:
+      rate = progress.update(done, {k: metrics[k] for k in ('loss_c', 'loss_d', 'loss_g')})
+      logged = {k: float(v) for k, v in metrics.items()}
+      summaries.scalars(done, {**logged, 'steps_per_sec': rate or 0.0})
+    if done % config.gan.sample_every == 0 or done == config.num_steps:
+      summaries.images(done, 'samples', sample_grid(graphdef, state, sample_key)[None, ..., None])
+  ckpt.maybe_save(config.num_steps, state, force=True)
+  ckpt.close()
+
+  held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
+  result = {'stage': 'gan', 'steps': config.num_steps, 'train': logged,
+            'held_out': evaluate_held_out(graphdef, state, *sign_patches(held_out),
+                                          config.batch_size, mesh, train_key)}
+  summaries.scalars(config.num_steps, {f'held_out/{k}': v for k, v in result['held_out'].items()})
+  summaries.close()
+  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  print(f'train_gan: wrote {checkpointing.checkpoint_dir(workdir)}, TensorBoard events and '
+        f'{path}')
+  return result
+
+
+def evaluate_held_out(graphdef, state, images, labels, batch_size, mesh,
+                      key) -> dict[str, float]:
+  """Auxiliary-classifier accuracy and reconstruction MSE on held-out sign patches."""
+  if not len(labels):
+    return {}
+  totals = {'hits': 0.0, 'sq_err': 0.0, 'count': 0.0}
+  for batch in input_pipeline.eval_batches(images, labels, batch_size):
+    out = jax.device_get(eval_step(graphdef, state, sharding.shard_batch(batch, mesh), key))
+    for k in totals:
+      totals[k] += float(out[k])
+  n = max(totals['count'], 1.0)
+  return {'aux_classifier_accuracy': totals['hits'] / n,
+          'reconstruction_mse': totals['sq_err'] / n, 'num_patches': int(totals['count'])}

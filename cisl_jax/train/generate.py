@@ -1,0 +1,109 @@
+"""Generation: prior samples of a trained CVAE-GAN for every sign, and the Fig. 3 grid.
+
+Writes `<workdir>/generated/` (input_pipeline.write_generated; read back with
+load_generated), `<workdir>/fig3_real_vs_generated.png` (real training patches beside
+generated ones, one row per sign, as the paper's Fig. 3) and `<workdir>/metrics.json`.
+"""
+import os
+import tempfile
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import ml_collections
+import numpy as np
+
+from cisl_jax import input_pipeline
+from cisl_jax import sharding
+from cisl_jax import signs
+from cisl_jax.train import common
+from cisl_jax.train import gan
+
+FIG3_FILE = 'fig3_real_vs_generated.png'
+GENERATED_DIR = 'generated'
+
+
+def generate_images(graphdef, state, key: jax.Array, labels: np.ndarray,
+                    batch_size: int) -> np.ndarray:
+  """Decoder samples for every label, in fixed-size batches (one compilation)."""
+  out = []
+  t0 = time.perf_counter()
+  progress = common.Progress('generate (batches)', -(-len(labels) // batch_size), 0,
+                             max(1, len(labels) // batch_size // 10))
+  for i, start in enumerate(range(0, len(labels), batch_size)):
+    chunk = labels[start:start + batch_size]
+    padded = np.pad(chunk, (0, batch_size - len(chunk)))
+    images = gan.sample(graphdef, state, jax.random.fold_in(key, i), jnp.asarray(padded))
+    out.append(sharding.to_host(images)[:len(chunk)])
+    progress.update(i + 1)
+  rate = len(labels) / max(time.perf_counter() - t0, 1e-9)
+  logging.info('generated %d patches, %.0f patches/s', len(labels), rate)
+  return np.concatenate(out).astype(np.float32)
+
+
+def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,
+         per_sign: int, path: str, seed: int = 0) -> str:
+  """Saves a grid: per sign, `per_sign` real patches | `per_sign` generated ones."""
+  rng = np.random.default_rng(seed)
+  fig, axes = plt.subplots(signs.NUM_SIGNS, 2 * per_sign,
+                           figsize=(2 * per_sign * 0.9, signs.NUM_SIGNS * 0.95))
+  for s in range(signs.NUM_SIGNS):
+    for half, (pool, pool_labels) in enumerate(((real, real_labels), (fake, fake_labels))):
+      idx = np.flatnonzero(pool_labels == s)
+      idx = rng.choice(idx, min(per_sign, len(idx)), replace=False) if len(idx) else idx
+      for j in range(per_sign):
+        ax = axes[s, half * per_sign + j]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j < len(idx):
+          ax.imshow(pool[idx[j], ..., 0], cmap='gray', vmin=-1, vmax=1)
+        else:
+          ax.axis('off')
+    axes[s, 0].set_ylabel(signs.SIGNS[s], rotation=0, ha='right', va='center', fontsize=8)
+  axes[0, per_sign // 2].set_title('real', fontsize=9)
+  axes[0, per_sign + per_sign // 2].set_title('generated', fontsize=9)
+  fig.tight_layout(pad=0.2)
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.png')
+  os.close(fd)
+  fig.savefig(tmp, dpi=100)
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Restores the GAN of config.gan_workdir and writes the generated set and Fig. 3."""
+  if common.is_done(workdir):
+    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
+    return common.read_metrics(workdir)
+  if not config.gan_workdir:
+    raise ValueError('generate needs --config.gan_workdir (the --workdir of train_gan.py).')
+  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
+                                  config.process_id)
+  mesh = sharding.make_mesh()
+  graphdef, state, gan_config = gan.restore(config.gan_workdir)
+  state = sharding.replicate(state, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  _, _, key = common.split_keys(config.seed)
+  labels = np.repeat(np.arange(signs.NUM_SIGNS, dtype=np.int32), config.num_per_sign)
+  images = generate_images(graphdef, state, key, labels, config.batch_size)
+  out_dir = input_pipeline.write_generated(os.path.join(workdir, GENERATED_DIR), images,
+                                           labels)
+  real = input_pipeline.load_split(gan_config.data_dir, gan_config.source,
+                                   common.training_folds(gan_config))
+  real_images, real_labels = gan.sign_patches(real)
+  fig_path = fig3(real_images, real_labels, images, labels, config.fig3_per_sign,
+                  os.path.join(workdir, FIG3_FILE), config.seed)
+  result = {'stage': 'generate', 'gan_workdir': os.path.abspath(config.gan_workdir),
+            'num_per_sign': int(config.num_per_sign), 'num_generated': int(len(labels)),
+            'generated_dir': out_dir, 'fig3': fig_path,
+            'pixel_mean': float(images.mean()), 'pixel_std': float(images.std())}
+  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  print(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
+  return result

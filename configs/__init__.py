@@ -1,0 +1,1 @@
+"""ml_collections configs, one module per stage; `get_config('quick' | 'paper')`."""
