@@ -357,14 +357,25 @@ def find_generated(stage_dir: str) -> str:
 
 
 def data_settings(config, stage_dir: str) -> dict:
-  """data_dir, source and num_folds: from the stage's config.json when it has one
-  (what the run used), else from `config`."""
+  """data_dir, source and num_folds of the run behind a stage, else from `config`.
+
+  Read from the stage's config.json, or (the generate stage writes none) from the
+  config.json of the GAN run named in its metrics.json: what the run really used.
+  """
   out = {'data_dir': config.data_dir, 'source': config.source, 'num_folds': config.num_folds}
-  path = os.path.join(stage_dir, 'config.json')
-  if os.path.isfile(path):
-    with open(path) as f:
-      stage = json.load(f)
-    out.update({k: stage[k] for k in out if stage.get(k) is not None})
+  candidates = [os.path.join(stage_dir, 'config.json')]
+  metrics = os.path.join(stage_dir, 'metrics.json')
+  if os.path.isfile(metrics):
+    with open(metrics) as f:
+      gan_workdir = json.load(f).get('gan_workdir')
+    if gan_workdir:
+      candidates.append(os.path.join(gan_workdir, 'config.json'))
+  for path in candidates:
+    if os.path.isfile(path):
+      with open(path) as f:
+        stage = json.load(f)
+      out.update({k: stage[k] for k in out if stage.get(k) is not None})
+      break
   return out
 
 

@@ -145,8 +145,12 @@ def test_build_from_workdir_reads_generate_stage(tmp_path, monkeypatch):
   real, rl, gen, gl = make_sets()
   stage = tmp_path / 'run' / 'fold1' / 'generate'
   input_pipeline.write_generated(str(stage / 'generated'), gen, gl)
-  (stage / 'config.json').write_text(json.dumps(
+  # As the pipeline leaves it: generate names its GAN run, whose config.json has the data.
+  gan = tmp_path / 'run' / 'fold1' / 'gan'
+  gan.mkdir(parents=True)
+  (gan / 'config.json').write_text(json.dumps(
       {'data_dir': '/data/x', 'source': 'manifest', 'num_folds': 3, 'fold': 1}))
+  (stage / 'metrics.json').write_text(json.dumps({'gan_workdir': str(gan)}))
   calls = []
 
   def fake_load_split(data_dir, source, folds):
