@@ -52,7 +52,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.require_classes = 'present'  # every fold must hold: 'present' classes, 'all' 10, 'none'
   c.patches = patches_lib.default_config()
   c.manifest = manifest.default_config()
-  c.phantom = ml_collections.ConfigDict()  # keyword arguments of phantom.write_phantom
+  c.phantom = ml_collections.ConfigDict()  # keyword arguments of phantom.write_phantom:
+  c.phantom.num_patients = 120  # phantom patients (one series each)
+  c.phantom.num_oversized = 4  # boxes over half the slice, for the drop rule to remove
+  c.phantom.noise_hu = 18.0  # scanner-like noise, standard deviation in HU
   c.lidc = ml_collections.ConfigDict()  # LIDC ratings -> signs thresholds (lidc.py)
   c.examples_per_class = 8  # patches per class in the card's example grid
   return c
