@@ -1,0 +1,55 @@
+"""End-to-end test of launch/make_dataset.py on the real Lung-PET-CT-Dx fixture."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from configs import make_dataset as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _run(*args):
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, str(ROOT / 'launch' / 'make_dataset.py'), *args],
+                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_config_variants():
+  quick, paper = config_lib.get_config(), config_lib.get_config('paper')
+  assert quick.num_folds == paper.num_folds == 3
+  assert paper.patches.backgrounds_per_slice > quick.patches.backgrounds_per_slice
+  with pytest.raises(ValueError, match='variant'):
+    config_lib.get_config('huge')
+
+
+def test_fixture_counts_match_input(tmp_path, fixture_dir):
+  data = tmp_path / 'data'
+  out = _run('--source=manifest', f'--input={fixture_dir}', f'--data_dir={data}',
+             '--config.manifest.voc_sign=GGO', '--config.num_folds=2')
+  assert out.returncode == 0, out.stderr[-3000:]
+  card_path = out.stdout.strip().splitlines()[-1]
+  assert card_path == str(data / 'cisl_patches' / 'manifest' / '1.0.0' / 'dataset_card.json')
+  card = json.loads(pathlib.Path(card_path).read_text())
+  assert card['num_patients'] == len([d for d in fixture_dir.iterdir() if d.is_dir()])
+  assert card['num_slices'] == len(list(fixture_dir.glob('*/*.dcm')))
+  boxes = len(list(fixture_dir.glob('*/*.xml')))
+  assert card['input_boxes_per_sign']['GGO'] == boxes
+  assert card['boxes_with_patches_per_sign']['GGO'] == boxes  # none dropped
+  assert card['dropped_boxes']['count'] == 0 and card['skipped']['count'] == 0
+  per_fold = [f['per_class']['GGO'] for f in card['folds'].values()]
+  assert sum(per_fold) == card['patches_per_class']['GGO'] and all(per_fold)
+
+
+def test_bad_input_exits_with_named_file(tmp_path, fixture_dir):
+  # Without a VOC mapping the fixture's label 'A' is not a sign: a clear error, no dataset.
+  data = tmp_path / 'data'
+  out = _run('--source=manifest', f'--input={fixture_dir}', f'--data_dir={data}',
+             '--config.num_folds=2')
+  assert out.returncode != 0
+  assert '013.xml' in out.stderr and 'voc_sign' in out.stderr
+  assert not (data / 'cisl_patches').exists()
