@@ -129,12 +129,17 @@ def _check_args(num_patients, counts, num_oversized, size, signs_per_slice, free
   return counts
 
 
+def patient_anatomy(seed: int, index: int, size: int = 512) -> pa.Anatomy:
+  """The anatomy (lung masks, hila) of patient `index` of the phantom of `seed`."""
+  return pa.make_anatomy(_rngs(seed, index)[0], size)
+
+
 def _patients(seed, num_patients, counts, num_oversized, size, signs_per_slice,
               free_slices):
   """Yields (PlannedPatient, Anatomy) per patient, in order."""
   for index, boxes in enumerate(_assign(seed, num_patients, counts, num_oversized)):
-    anat_rng, plan_rng, _ = _rngs(seed, index)
-    anat = pa.make_anatomy(anat_rng, size)
+    anat = patient_anatomy(seed, index, size)
+    plan_rng = _rngs(seed, index)[1]
     yield _plan_patient(seed, index, anat, boxes, plan_rng, signs_per_slice,
                         free_slices), anat
 

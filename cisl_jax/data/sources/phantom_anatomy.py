@@ -8,6 +8,7 @@ their dots, airways, a fissure. `add_noise` adds scanner-like noise last, after 
 signs are drawn. All sizes are in pixels of a 512 slice (about 0.7 mm each) and
 scale with the slice size.
 """
+import collections
 import dataclasses
 import functools
 import math
@@ -255,13 +256,14 @@ def _paint_ribs(img, g, s, rng, cav):
 def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60):
   """Segments of one branching, tapering vessel tree grown from (x, y)."""
   s = anat.scale
-  segs, stack = [], [(x, y, angle, radius, 0)]
-  while stack and len(segs) < max_segments:
-    x, y, a, r, depth = stack.pop()
+  # Breadth first, so that a capped tree still branches on both sides.
+  segs, queue = [], collections.deque([(x, y, angle, radius, 0)])
+  while queue and len(segs) < max_segments:
+    x, y, a, r, depth = queue.popleft()
     length = rng.uniform(7, 18) * s * (0.6 + 0.3 * r / s)
     a = a + rng.normal(0, 0.18)
     x2, y2 = x + length * math.cos(a), y + length * math.sin(a)
-    r2 = r * rng.uniform(0.78, 0.9)
+    r2 = r * rng.uniform(0.75, 0.88)
     segs.append((x, y, x2, y2, r, r2))
     xi, yi = int(round(x2)), int(round(y2))
     if (r2 < 0.45 * s or depth > 8 or not (0 <= xi < anat.size and 0 <= yi < anat.size)
@@ -269,10 +271,10 @@ def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60):
       continue
     if rng.random() < 0.65:
       spread = rng.uniform(0.3, 0.7)
-      stack.append((x2, y2, a + spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.7, 0.85), depth + 1))
-      stack.append((x2, y2, a - spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.8, 0.95), depth + 1))
+      queue.append((x2, y2, a + spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.7, 0.85), depth + 1))
+      queue.append((x2, y2, a - spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.8, 0.95), depth + 1))
     else:
-      stack.append((x2, y2, a, r2, depth + 1))
+      queue.append((x2, y2, a, r2, depth + 1))
   return segs
 
 
@@ -295,15 +297,15 @@ def render_slice(anat: Anatomy, base: np.ndarray, rng: np.random.Generator) -> n
   ys, xs = np.nonzero(anat.dist > 4 * s)
   for (hx, hy), (mx, my) in zip(anat.hila, anat.centroids):
     base_angle = math.atan2(my - hy, mx - hx)
-    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(2.4, 3.8) * s, 14)
+    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(2.0, 3.2) * s, 12)
               for _ in range(rng.integers(2, 5))]
-    for i in rng.choice(len(xs), size=int(rng.integers(10, 18)), replace=False):
+    for i in rng.choice(len(xs), size=int(rng.integers(12, 22)), replace=False):
       x, y = float(xs[i]), float(ys[i])
       if (anat.lung[ys[i], xs[i]] == 1) != (hx < anat.geo['cx']):
         continue
       d = math.hypot(x - hx, y - hy)
       starts.append((x, y, math.atan2(y - hy, x - hx) + rng.normal(0, 0.4),
-                     (0.7 + 2.2 * math.exp(-d / (80 * s))) * s, 5))
+                     (0.6 + 1.6 * math.exp(-d / (60 * s))) * s, 4))
     for x, y, angle, radius, max_segments in starts:
       tree = vessel_tree(rng, anat, x, y, angle, radius, max_segments)
       segs += tree

@@ -82,7 +82,7 @@ def _plan_ggo(rng, anat, x, y):
   if not _inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
   solid = rng.random() < 0.25
-  p = dict(x=x, y=y, r=r, harm=harm, edge=_u(rng, 2, 5) * s, hu=_u(rng, -680, -380),
+  p = dict(x=x, y=y, r=r, harm=harm, edge=_u(rng, 2, 5) * s, hu=_u(rng, -650, -320),
            core=_u(rng, 0.2, 0.4) * r if solid else 0.0,
            vessel_angle=_u(rng, 0, math.pi), n_vessels=int(rng.integers(1, 3)))
   return p, _blob_box(x, y, ext, anat.size)
@@ -92,16 +92,19 @@ def _paint_ggo(img, p, anat, rng):
   s = anat.scale
   # Vessels crossing the patch first, so that they show through the haze.
   for i in range(p['n_vessels']):
-    a = p['vessel_angle'] + i * 1.1
-    off = _u(rng, -0.4, 0.4) * p['r']
+    a = p['vessel_angle'] + i * _u(rng, 0.8, 1.6)
+    off = _u(rng, -0.5, 0.5) * p['r']
     x, y = p['x'] - off * math.sin(a), p['y'] + off * math.cos(a)
-    half, rad = 1.3 * p['r'], _u(rng, 0.8, 1.6) * s
-    pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a),
-                             x + half * math.cos(a), y + half * math.sin(a), rad, rad * 0.8)],
-                      45.0, (anat.lung > 0).astype(np.float32))
+    half, rad = _u(rng, 0.9, 1.2) * p['r'], _u(rng, 0.7, 1.5) * s
+    b = a + _u(rng, -0.3, 0.3)
+    pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a), x, y, rad, 0.8 * rad),
+                            (x, y, x + half * math.cos(b), y + half * math.sin(b), 0.8 * rad,
+                             0.45 * rad)], 45.0, (anat.lung > 0).astype(np.float32))
   sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 2 * p['r'], 10**6), 2)
+  # Cloud-like: the haze's density and its edge both vary patchily.
   alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge'])
-  haze = p['hu'] + _texture(rng, sub.shape, 45.0, 2.0 * s)
+  alpha *= np.clip(0.8 + 0.25 * pa.smooth_noise(rng, sub.shape, 3.0 * s), 0.3, 1.0)
+  haze = p['hu'] + _texture(rng, sub.shape, 50.0, 1.5 * s)
   # max() keeps vessels (denser than the haze) visible inside it.
   sub[...] = np.maximum(sub, sub + alpha * (haze - sub))
   if p['core']:
@@ -142,10 +145,10 @@ def _paint_lobulation(img, p, anat, rng):
 
 def _plan_calcification(rng, anat, x, y):
   s = anat.scale
-  r = _u(rng, 4, 11) * s
+  kind = str(rng.choice(['dense', 'dense', 'central', 'rings', 'diffuse', 'popcorn']))
+  r = (_u(rng, 2.5, 7) if kind == 'dense' else _u(rng, 5, 11)) * s
   if not _inside(anat, x, y, r + 3 * s):
     return None
-  kind = str(rng.choice(['central', 'rings', 'diffuse', 'popcorn']))
   p = dict(x=x, y=y, r=r, kind=kind, hu=_u(rng, *SOFT), calc=_u(rng, 350, 1000),
            harm=_harmonics(rng, 3, 0.08))
   return p, _blob_box(x, y, r * 1.16, anat.size)
@@ -155,7 +158,8 @@ def _paint_calcification(img, p, anat, rng):
   s = anat.scale
   x, y, r = p['x'], p['y'], p['r']
   sub, xs, ys, _ = _window(img, _blob_box(x, y, 1.3 * r, 10**6), 2)
-  _blend(sub, _blob_alpha(xs, ys, x, y, r, p['harm'], 1.0), p['hu'])
+  _blend(sub, _blob_alpha(xs, ys, x, y, r, p['harm'], 0.7),
+         p['calc'] if p['kind'] == 'dense' else p['hu'])
   if p['kind'] == 'central':
     pa.paint_discs(img, x, y, max(1.5 * s, 0.45 * r), p['calc'])
   elif p['kind'] == 'rings':
@@ -266,20 +270,28 @@ def _plan_pi(rng, anat, x, y):
   cx, cy = x + (r + gap) * nx, y + (r + gap) * ny
   if not _inside(anat, cx, cy, r + 1.5 * s):
     return None
-  tags = []
-  for _ in range(int(rng.integers(1, 3))):
-    t = _u(rng, -0.5, 0.5) * r
-    px, py = x - 3 * s * nx + t * ny, y - 3 * s * ny - t * nx
-    tags.append((px, py, cx + 0.3 * t * ny, cy - 0.3 * t * nx, _u(rng, 2.0, 4.0) * s,
-                 _u(rng, 0.7, 1.3) * s))
-  p = dict(x=cx, y=cy, r=r, harm=_harmonics(rng, 4, 0.1), tags=tags, hu=_u(rng, *SOFT))
-  pts = np.array([(a[0], a[1]) for a in tags] + [(cx - r, cy - r), (cx + r, cy + r)])
+  tags, notches = [], []
+  n_tags = int(rng.integers(1, 3))
+  for i in range(n_tags):
+    t = (_u(rng, -0.3, 0.3) if n_tags == 1 else (i - 0.5) * _u(rng, 0.6, 1.4)) * r
+    px, py = x + t * ny, y - t * nx  # where the strand meets the pleura
+    depth, k = _u(rng, 2.5, 6) * s, _u(rng, 4, 7) * s
+    # The pleura pulled in: a rounded notch of chest-wall tissue bulging into the lung.
+    notches.append((px - k * nx, py - k * ny, k + depth))
+    tags.append((px + depth * nx, py + depth * ny, cx + 0.3 * t * ny, cy - 0.3 * t * nx,
+                 _u(rng, 1.6, 3.2) * s, _u(rng, 0.6, 1.1) * s))
+  p = dict(x=cx, y=cy, r=r, harm=_harmonics(rng, 4, 0.1), tags=tags, notches=notches,
+           hu=_u(rng, *SOFT))
+  pts = np.array([(a[0], a[1]) for a in tags] + [(cx - r, cy - r), (cx + r, cy + r)] +
+                 [(a + c * nx, b + c * ny) for a, b, c in notches])
   return p, _box(pts[:, 0].min() - 1, pts[:, 1].min() - 1, pts[:, 0].max() + 1,
                  pts[:, 1].max() + 1, anat.size)
 
 
 def _paint_pi(img, p, anat, rng):
   # A triangular tag, broad at the pleura, pulls the pleura in: a notch in the lung.
+  nx, ny, nr = np.array(p['notches']).T
+  pa.paint_discs(img, nx, ny, nr, pa.MUSCLE, (anat.lung > 0).astype(np.float32))
   pa.paint_segments(img, p['tags'], p['hu'])
   sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.3 * p['r'], 10**6), 2)
   _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
@@ -294,16 +306,22 @@ def _plan_bmp(rng, anat, x, y):
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
   a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.3)
   w = _u(rng, 2.0, 4.5) * s
-  trunk = (_u(rng, 20, 34) if rng.random() < 0.15 else _u(rng, 0, 16)) * s
+  long = rng.random() < 0.15  # some plugs run far out along the airways
+  trunk = (_u(rng, 28, 42) if long else _u(rng, 0, 16)) * s
   x1, y1 = x + trunk * math.cos(a), y + trunk * math.sin(a)
   segs = [(x, y, x1, y1, w, 0.95 * w)] if trunk > 0 else []
   for side in (-1, 1):
-    b = a + side * _u(rng, 0.3, 0.7)
-    length = _u(rng, 10, 28) * s
-    segs.append((x1, y1, x1 + length * math.cos(b), y1 + length * math.sin(b),
-                 0.9 * w, 0.8 * w * _u(rng, 0.8, 1.0)))
+    b = a + side * _u(rng, 0.4, 0.8)
+    length = (_u(rng, 22, 32) if long else _u(rng, 10, 28)) * s
+    xm, ym = x1 + 0.5 * length * math.cos(b), y1 + 0.5 * length * math.sin(b)
+    b += _u(rng, -0.25, 0.25)
+    tip = w * _u(rng, 0.9, 1.25)  # plugged bronchi are dilated and blunt at the end
+    segs += [(x1, y1, xm, ym, 0.9 * w, 0.5 * (0.9 * w + tip)),
+             (xm, ym, xm + 0.5 * length * math.cos(b), ym + 0.5 * length * math.sin(b),
+              0.5 * (0.9 * w + tip), tip)]
   segs = np.array(segs)
   pts = segs[:, :4].reshape(-1, 2)
+  w = float(segs[:, 4:].max())
   if not all(_inside(anat, px, py, w + 3 * s) for px, py in pts):
     return None
   p = dict(segs=segs.tolist(), hu=_u(rng, 10, 55), w=w)
@@ -324,7 +342,7 @@ def _paint_bmp(img, p, anat, rng):
 def _plan_ab(rng, anat, x, y):
   s = anat.scale
   r = _u(rng, 14, 44) * s
-  harm = _harmonics(rng, 5, 0.12)
+  harm = _harmonics(rng, 6, 0.1)
   ext = r * (1 + sum(a for _, a, _ in harm))
   if not _inside(anat, x, y, 0.75 * ext):
     return None
@@ -344,8 +362,12 @@ def _paint_ab(img, p, anat, rng):
   # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
   a = p['angle']
   x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
-  tree = pa.vessel_tree(rng, _Everywhere(anat), x0, y0, a, _u(rng, 1.6, 2.8) * s,
-                        max_segments=int(rng.integers(6, 14)))
+  tree = pa.vessel_tree(rng, _Everywhere(anat), x0, y0, a, _u(rng, 1.8, 3.0) * s,
+                        max_segments=int(rng.integers(8, 20)))
+  if rng.random() < 0.5:  # a second bronchus entering beside the first
+    b = a + _u(rng, 0.4, 0.8) * rng.choice([-1, 1])
+    tree += pa.vessel_tree(rng, _Everywhere(anat), x0, y0, b, _u(rng, 1.4, 2.2) * s,
+                           max_segments=int(rng.integers(3, 8)))
   inner = np.zeros_like(img)
   inner[idx] = _blob_alpha(xs, ys, p['x'], p['y'], 0.85 * p['r'], p['harm'], 1.0) * lung
   pa.paint_segments(img, tree, AIR_IN, inner)
@@ -369,7 +391,11 @@ def op_mask(anat, p):
   d = np.arctan2(dy, dx) - p['angle']
   d = (d + math.pi) % (2 * math.pi) - math.pi
   r = np.sqrt(dx * dx + dy * dy)
-  return (anat.lung == p['lung']) & (np.abs(d) < p['half']) & (r < p['reach'])
+  # Straight border on one side (a fissure); the other bulges and wavers.
+  other = p['half'] * (1 + p['bulge'] * np.sin(math.pi * np.clip(r / p['reach'], 0, 1))
+                       + 0.08 * np.sin(r / (12 * anat.scale) + p['phase']))
+  inside = np.where(d * p['side'] > 0, np.abs(d) < p['half'], np.abs(d) < other)
+  return (anat.lung == p['lung']) & inside & (r < p['reach'])
 
 
 def _plan_op(rng, anat, x, y, oversized=False):
@@ -383,7 +409,8 @@ def _plan_op(rng, anat, x, y, oversized=False):
   p = dict(ax=ax, ay=ay, lung=lung, angle=base + (0 if oversized else rng.normal(0, 0.5)),
            half=math.pi if oversized else _u(rng, 0.25, 0.6),
            reach=1e6 if oversized else _u(rng, 70, 210) * s, hu=_u(rng, 20, 50),
-           mass=_u(rng, 8, 15) * s)
+           mass=_u(rng, 9, 17) * s, side=float(rng.choice([-1, 1])),
+           bulge=0.0 if oversized else _u(rng, 0.1, 0.5), phase=_u(rng, 0, 2 * math.pi))
   mask = op_mask(anat, p)
   if mask.sum() < (400 * s * s):
     return None
@@ -407,7 +434,9 @@ def _paint_op(img, p, anat, rng):
   alpha = ndi.gaussian_filter(op_mask(anat, p).astype(np.float32), 1.2 * s)
   alpha *= (anat.lung > 0)
   img += alpha * (p['hu'] + _texture(rng, img.shape, 6.0, 2.0) - img)
-  pa.paint_discs(img, p['ax'], p['ay'], p['mass'], p['hu'] + 10)
+  sub, xs, ys, _ = _window(img, _blob_box(p['ax'], p['ay'], 1.5 * p['mass'], 10**6), 2)
+  _blend(sub, _blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], _harmonics(rng, 4, 0.1), 1.0),
+         p['hu'] + 10)
 
 
 PLANNERS = {'GGO': _plan_ggo, 'lobulation': _plan_lobulation,
