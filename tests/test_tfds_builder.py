@@ -122,3 +122,22 @@ def test_liss_builder_with_manual_dir(tmp_path):
   ds = builder.as_dataset(split='fold0')
   ex = next(iter(tfds.as_numpy(ds)))
   assert ex['image'].shape == (64, 64, 1) and ex['source'] == b'liss'
+
+
+def test_lidc_counts_match_input(tmp_path):
+  """A LIDC-format folder (written by test_lidc's helper) builds with every box kept."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(__file__))
+  import test_lidc  # pylint: disable=g-import-not-at-top
+  from cisl_jax.data.sources import lidc  # pylint: disable=g-import-not-at-top
+  root = tmp_path / 'LIDC-IDRI'
+  test_lidc.write_lidc(root)
+  records, _ = lidc.load(root)
+  cfg = _cfg(num_folds=2, require_classes='none')
+  card = json.loads(open(tfds_builder.build_dataset('lidc', str(root), str(tmp_path / 'd'),
+                                                    cfg)).read())
+  for s in signs.SIGNS:
+    n = sum(r.sign == s for r in records)
+    assert card['input_boxes_per_sign'][s] == card['boxes_with_patches_per_sign'][s] == n
+  assert sum(card['input_boxes_per_sign'].values()) == sum(r.sign is not None for r in records)
+  assert card['num_patients'] == 2

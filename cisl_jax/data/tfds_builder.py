@@ -142,7 +142,11 @@ def _check_classes(c: Collected, mode: str) -> None:
   else:
     raise ValueError(f"require_classes={mode!r}; use 'present', 'all' or 'none'.")
   labels = {k: np.array([p.label for p in c.fold_patches(k)]) for k in range(c.num_folds)}
-  splits.check_fold_classes(labels, needed, f'{c.source} dataset (require_classes={mode})')
+  try:
+    splits.check_fold_classes(labels, needed, f'{c.source} dataset (require_classes={mode})')
+  except splits.FoldError as e:
+    raise splits.FoldError(f'{e} To build it anyway (tasks check their own classes), pass '
+                           '--config.require_classes=none.') from None
 
 
 def features() -> tfds.features.FeaturesDict:
