@@ -1,6 +1,6 @@
 """Config of `launch/make_dataset.py`: the patch rules, folds and source options.
 
-Run (phantom, under a minute or two on 2 CPU cores):
+Run (phantom: about 2 minutes on 2 busy CPU cores, 75 s of it writing the phantom):
   python launch/make_dataset.py --source=phantom --data_dir=data
 Your own boxed data (a manifest CSV/JSON or a folder of slices with VOC boxes):
   python launch/make_dataset.py --source=manifest --input=path/to/manifest.csv \
@@ -10,11 +10,10 @@ background patches per slice, for pre-training pools at the paper's scale).
 Every field is documented where it is defined: `cisl_jax.data.tfds_builder.default_config`,
 `patches.default_config`, `lung_mask.default_config`, `sources.manifest.default_config`.
 """
-import importlib.util
-
 import ml_collections
 
 from cisl_jax.data import tfds_builder
+from cisl_jax.data.sources import lidc
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -25,8 +24,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = tfds_builder.default_config()
   if variant == 'paper':
     config.patches.backgrounds_per_slice = 8  # larger normal pools for 16k pre-training sets
-  # The LIDC ratings -> signs mapping, when that source is installed.
-  if importlib.util.find_spec('cisl_jax.data.sources.lidc') is not None:
-    from cisl_jax.data.sources import lidc  # pylint: disable=g-import-not-at-top
-    config.lidc = lidc.default_thresholds()
+  config.lidc = lidc.default_thresholds()  # LIDC ratings -> signs (documented in lidc.py)
   return config.lock()
