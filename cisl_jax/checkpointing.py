@@ -144,7 +144,7 @@ def init_from(source: str, params: Any, batch_stats: Any,
         'the workdir of the stage to start from (e.g. the pretrain run) after that '
         'stage has finished.')
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True)) as manager:
+      create=False)) as manager:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f'config.init_from={source!r}: {directory} holds no '

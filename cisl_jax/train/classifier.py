@@ -69,7 +69,14 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array):
     return transfer.make_model_and_optimizer(config, n, rngs)
   model = classifier_lib.Classifier(n, width=config.width, dropout=config.dropout, rngs=rngs)
   lr = config.finetune_learning_rate if config.mode == 'finetune' else config.learning_rate
-  return model, optax.adam(lr), None
+  return model, _adam(float(lr)), None
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(lr: float) -> optax.GradientTransformation:
+  # One transform object per learning rate, so that the cached steps below are reused by
+  # every stage that trains with it (no recompilation across stages in one process).
+  return optax.adam(lr)
 
 
 def init_state(config: ml_collections.ConfigDict, key: jax.Array):
@@ -86,10 +93,15 @@ def make_train_step(tx: optax.GradientTransformation, preprocess_fn: Callable | 
   """`train_step(graphdef, state, batch, key) -> (state, metrics)`, jitted, state donated.
 
   `key` is the run's train key; the step folds in its own step count for dropout and
-  augmentation, so a resumed run draws exactly what an uninterrupted one would.
+  augmentation, so a resumed run draws exactly what an uninterrupted one would. Steps
+  are cached per (tx, preprocess, augmentation): stages in one process share them.
   """
   ranges = None if augment_cfg is None else augment.ranges_from(augment_cfg)
+  return _make_train_step(tx, preprocess_fn, ranges)
 
+
+@functools.lru_cache(maxsize=32)
+def _make_train_step(tx, preprocess_fn, ranges):
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
     common.TRACES['classifier_train'] += 1
@@ -120,6 +132,7 @@ def make_train_step(tx: optax.GradientTransformation, preprocess_fn: Callable | 
   return train_step
 
 
+@functools.lru_cache(maxsize=32)
 def make_eval_step(preprocess_fn: Callable | None = None):
   """`eval_step(graphdef, state, batch) -> probs` (inference BatchNorm, no dropout)."""
 
@@ -254,6 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                'steps_per_sec': rate or 0.0})
   ckpt.maybe_save(num_steps, state, force=True)
   ckpt.close()
+  print(f'classifier {config.mode}: wrote checkpoints to {ckpt.directory}')
 
   result = _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh,
                                data_seed, extra={'train': last, 'steps': num_steps})
@@ -282,8 +296,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
                               preds=preds, probs=probs)
   path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
   print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
-        f'held-out patches; wrote {checkpointing.checkpoint_dir(workdir)}, {path}, '
-        f'{pred_path}')
+        f'held-out patches; wrote {path} and {pred_path}')
   return result
 
 

@@ -44,7 +44,13 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate, b1=config.gan.adam_b1)
+  return _adam(float(config.learning_rate), float(config.gan.adam_b1))
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(lr: float, b1: float) -> optax.GradientTransformation:
+  # One object per setting, so that the cached train step is shared across runs.
+  return optax.adam(lr, b1=b1)
 
 
 def _group_params(params: Any) -> dict[str, Any]:
@@ -71,8 +77,13 @@ def make_train_step(config: ml_collections.ConfigDict, tx: optax.GradientTransfo
   `key` is the run's train key; the iteration folds in its own step count, so step s
   always draws the same noise whether or not the run was resumed.
   """
-  weights = {k: float(v) for k, v in config.gan.loss_weights.items()}
-  momentum = float(config.gan.class_mean_momentum)
+  weights = tuple(sorted((k, float(v)) for k, v in config.gan.loss_weights.items()))
+  return _make_train_step(tx, weights, float(config.gan.class_mean_momentum))
+
+
+@functools.lru_cache(maxsize=8)
+def _make_train_step(tx, weights, momentum):
+  weights = dict(weights)
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
@@ -261,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_step = make_train_step(config, tx)
   summaries = common.Summaries(workdir)
   progress = common.Progress('gan', config.num_steps, start, config.log_every)
-  sample_key = jax.random.fold_in(train_key, -1)
+  sample_key = jax.random.fold_in(init_key, 1)  # fixed noise for the TensorBoard grids
   logged = {}
   for step in range(start, config.num_steps):
     batch = sharding.shard_batch(sampler.batch(step, image=images, label=labels), mesh)

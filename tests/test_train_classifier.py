@@ -1,0 +1,151 @@
+"""Classifier stages on synthetic patches: one compilation, NaN guard, resume, init_from."""
+import importlib.util
+import os
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cisl_jax import input_pipeline
+from cisl_jax.train import classifier
+from cisl_jax.train import common
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name, arg='quick'):
+  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def fake_load_split(n_per_fold=20, nan=False):
+  """A load_split stand-in: patches whose mean intensity encodes the class."""
+  def load_split(data_dir, source, folds):
+    del data_dir, source
+    folds = [folds] if np.ndim(folds) == 0 else list(folds)
+    parts = []
+    for f in folds:
+      rng = np.random.default_rng(f)
+      labels = np.arange(n_per_fold) % 10
+      images = (rng.normal(0, 0.1, (n_per_fold, 64, 64, 1))
+                + (labels / 10 - 0.5)[:, None, None, None]).astype(np.float32)
+      if nan:
+        images[:] = np.nan
+      slice_signs = np.zeros((n_per_fold, 9), np.int32)
+      signed = labels < 9
+      slice_signs[np.flatnonzero(signed), labels[signed]] = 1
+      parts.append({'image': images, 'label': labels.astype(np.int64),
+                    'slice_signs': slice_signs, 'fold': np.full(n_per_fold, f, np.int32)})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return load_split
+
+
+def tiny_config(**overrides):
+  c = load_config('train_classifier')
+  c.width = 0.125
+  c.batch_size = 8
+  c.num_steps = 4
+  c.checkpoint_every = 2
+  c.log_every = 2
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def read_checkpoint(workdir):
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as m:
+    return m.restore(m.latest_step(), args=ocp.args.StandardRestore())
+
+
+def test_train_step_compiles_once(monkeypatch):
+  c = tiny_config()
+  ik, _, tk = common.split_keys(0)
+  graphdef, state, tx, pre = classifier.init_state(c, ik)
+  step = classifier.make_train_step(tx, pre)
+  rng = np.random.default_rng(0)
+  before = common.TRACES['classifier_train']
+  for _ in range(3):
+    batch = {'image': rng.normal(size=(8, 64, 64, 1)).astype(np.float32),
+             'label': rng.integers(0, 10, 8).astype(np.int32)}
+    state, metrics = step(graphdef, state, batch, tk)
+  assert common.TRACES['classifier_train'] - before == 1
+  assert int(state['step']) == 3
+  assert np.isfinite(float(metrics['loss']))
+
+
+def test_nan_batch_stops_with_step_and_checkpoint():
+  c = tiny_config()
+  ik, _, tk = common.split_keys(0)
+  graphdef, state, tx, pre = classifier.init_state(c, ik)
+  step = classifier.make_train_step(tx, pre)
+  batch = {'image': np.full((8, 64, 64, 1), np.nan, np.float32),
+           'label': np.zeros(8, np.int32)}
+  state, metrics = step(graphdef, state, batch, tk)
+  with pytest.raises(common.NonFiniteError, match=r'step 7: non-finite .*loss.*ckpt/7'):
+    common.check_finite(7, jax.device_get(metrics), 'ckpt/7')
+
+
+def test_nan_data_stops_training(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split(nan=True))
+  with pytest.raises(common.NonFiniteError, match='step 0.*last good checkpoint: none'):
+    classifier.train_and_evaluate(tiny_config(), str(tmp_path / 'nan'))
+  assert not common.is_done(str(tmp_path / 'nan'))
+
+
+def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  full = str(tmp_path / 'full')
+  result = classifier.train_and_evaluate(tiny_config(), full)
+  assert result['num_test'] == 20 and len(result['confusion_matrix']) == 10
+  preds = np.load(os.path.join(full, classifier.PREDICTIONS_FILE))
+  assert preds['probs'].shape == (20, 10)
+
+  # A run stopped after 3 steps (checkpoint at 2), then started again.
+  broken = str(tmp_path / 'broken')
+  real_batch = common.BatchSampler.batch
+
+  def stop_at_3(self, step, **arrays):
+    if step == 3:
+      raise KeyboardInterrupt
+    return real_batch(self, step, **arrays)
+
+  monkeypatch.setattr(common.BatchSampler, 'batch', stop_at_3)
+  with pytest.raises(KeyboardInterrupt):
+    classifier.train_and_evaluate(tiny_config(), broken)
+  monkeypatch.setattr(common.BatchSampler, 'batch', real_batch)
+  classifier.train_and_evaluate(tiny_config(), broken)
+  a, b = read_checkpoint(full), read_checkpoint(broken)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  # A finished stage is not re-run.
+  assert classifier.train_and_evaluate(tiny_config(), broken)['accuracy'] == \
+      common.read_metrics(broken)['accuracy']
+
+  # evaluate restores the checkpoint and reproduces the stage's own test metrics.
+  ev = load_config('evaluate')
+  ev.classifier_workdir = full
+  out = classifier.evaluate(ev, str(tmp_path / 'eval'))
+  assert out['confusion_matrix'] == result['confusion_matrix']
+
+  # init_from: same model loads; a different head needs init_from_fresh.
+  ft = tiny_config(mode='finetune', init_from=full, num_steps=2)
+  assert classifier.train_and_evaluate(ft, str(tmp_path / 'ft'))['steps'] == 2
+  binary = tiny_config(mode='finetune', init_from=full, num_steps=2, task='binary', sign='CV')
+  with pytest.raises(ValueError, match=r"(?s)fc6/kernel: shape .*init_from_fresh"):
+    classifier.train_and_evaluate(binary, str(tmp_path / 'ft_bin'))
+  binary.init_from_fresh = 'fc6'
+  out = classifier.train_and_evaluate(binary, str(tmp_path / 'ft_bin'))
+  assert out['class_names'] == ['non-CV', 'CV'] and out['num_test'] == 4
+
+
+def test_augment_mode_epoch_is_pretrain_sized(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  c = tiny_config(mode='augment', pretrain_per_class=4, pretrain_epochs=1)
+  c.num_steps = None
+  assert classifier.schedule(c, 4 * 10) == (8, 5)
+  out = classifier.train_and_evaluate(c, str(tmp_path / 'aug'))
+  assert out['steps'] == 5 and out['mode'] == 'augment'
