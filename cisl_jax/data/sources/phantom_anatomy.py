@@ -45,15 +45,20 @@ def _grid(size: int):
   return xx, yy
 
 
-def _superellipse(xx, yy, cx, cy, a, b, p, b_post=None, wobble=()):
-  """Normalised radius: < 1 inside a superellipse (flatter behind when b_post < b)."""
-  dx, dy = xx - cx, yy - cy
-  bb = b if b_post is None else np.where(dy > 0, b_post, b)
-  rho = (np.abs(dx / a) ** p + np.abs(dy / bb) ** p) ** (1.0 / p)
-  if wobble:
-    theta = np.arctan2(dy, dx)
-    rho = rho / (1.0 + sum(amp * np.cos(k * theta + ph) for k, amp, ph in wobble))
-  return rho
+def _chest_terms(g, size):
+  """Per-patient terms shared by every chest outline: |dx|^p, |dy|^p, wobble^p, back."""
+  xx, yy = _grid(size)
+  dx, dy = xx - g['cx'], yy - g['cy']
+  theta = np.arctan2(dy, dx)
+  wob = 1.0 + sum(amp * np.cos(k * theta + ph) for k, amp, ph in g['wobble'])
+  p = g['p']
+  return np.abs(dx) ** p, np.abs(dy) ** p, wob ** p, dy > 0
+
+
+def _inside(terms, p, a, b, b_post):
+  """Mask of a superellipse around the chest centre, flatter behind (b_post < b)."""
+  ax, ay, wob, back = terms
+  return ax * a ** -p + ay * np.where(back, b_post ** -p, b ** -p) < wob
 
 
 def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
@@ -79,10 +84,9 @@ def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
   g['blood'] = u(140, 260) if g['contrast'] else u(35, 50)
   g['lung_hu'] = LUNG + u(-25, 20)
 
-  body = _superellipse(xx, yy, g['cx'], g['cy'], g['a'], g['b'], g['p'], g['b_post'],
-                       g['wobble']) < 1
-  cav = _superellipse(xx, yy, g['cx'], g['cy'], g['ac'], g['bc'], g['p'], g['bc_post'],
-                      g['wobble']) < 1
+  terms = _chest_terms(g, size)
+  body = _inside(terms, g['p'], g['a'], g['b'], g['b_post'])
+  cav = _inside(terms, g['p'], g['ac'], g['bc'], g['bc_post'])
   v = (yy[:, :1] - g['cy']) / g['bc']
   bump = np.exp(-((v - g['v_heart']) / 0.45) ** 2)
   half = g['w_post'] + (g['w_heart'] - g['w_post']) * bump
@@ -112,44 +116,68 @@ def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
 # ---------------------------------------------------------------------------
 # Painting primitives shared with the signs.
 
-def paint_segments(img, segs, values, mask=None):
-  """Blends tapered, round-capped segments into `img` in place.
+def paint_segments(img, segs, value, mask=None):
+  """Blends tapered, round-capped segments of one HU `value` into `img` in place.
 
-  segs: (N, 6) rows x0, y0, x1, y1, r0, r1 (radius at each end, px); values: scalar
-  or (N,) HU. The edge is anti-aliased over one pixel, so a segment thinner than a
-  pixel only partly raises it, like partial volume in a real scan. `mask` (float,
-  image-sized) limits where the segments show.
+  segs: (N, 6) rows x0, y0, x1, y1, r0, r1 (radius at each end, px). The edge is
+  anti-aliased over one pixel, so a segment thinner than a pixel only partly raises
+  it, like partial volume in a real scan. Where segments overlap the strongest one
+  wins. `mask` (float, image-sized) limits where they show. Vectorised: segments are
+  evaluated in batches of equal-sized windows, so a slice's hundreds of vessel
+  segments cost a few array operations.
   """
   segs = np.asarray(segs, np.float32).reshape(-1, 6)
-  values = np.broadcast_to(np.asarray(values, np.float32), (len(segs),))
+  if not len(segs):
+    return
   h, w = img.shape
-  for (ax, ay, bx, by, r0, r1), val in zip(segs, values):
-    pad = max(r0, r1) + 1.0
-    xa, xb = max(0, int(min(ax, bx) - pad)), min(w, int(max(ax, bx) + pad) + 2)
-    ya, yb = max(0, int(min(ay, by) - pad)), min(h, int(max(ay, by) + pad) + 2)
-    if xa >= xb or ya >= yb:
-      continue
-    x = np.arange(xa, xb, dtype=np.float32)[None, :] - ax
-    y = np.arange(ya, yb, dtype=np.float32)[:, None] - ay
-    dx, dy = bx - ax, by - ay
-    t = np.clip((x * dx + y * dy) / (dx * dx + dy * dy + 1e-6), 0.0, 1.0)
-    d = np.sqrt((x - t * dx) ** 2 + (y - t * dy) ** 2)
-    alpha = np.clip(r0 + (r1 - r0) * t - d + 0.5, 0.0, 1.0)
-    if mask is not None:
-      alpha = alpha * mask[ya:yb, xa:xb]
-    sub = img[ya:yb, xa:xb]
-    sub += alpha * (val - sub)
+  ax, ay, bx, by, r0, r1 = segs.T
+  pad = np.maximum(r0, r1) + 1.0
+  x0 = np.floor(np.minimum(ax, bx) - pad).astype(np.int64)
+  y0 = np.floor(np.minimum(ay, by) - pad).astype(np.int64)
+  extent = np.maximum(np.ceil(np.maximum(ax, bx) + pad) - x0,
+                      np.ceil(np.maximum(ay, by) + pad) - y0).astype(np.int64) + 1
+  xa, ya = max(0, int(x0.min())), max(0, int(y0.min()))
+  xb, yb = min(w, int((x0 + extent).max())), min(h, int((y0 + extent).max()))
+  if xa >= xb or ya >= yb:
+    return
+  alpha = np.zeros((yb - ya, xb - xa), np.float32)
+  flat = alpha.reshape(-1)
+  size = 8
+  while True:
+    sel = np.flatnonzero((extent <= size) & (extent > size // 2)) if size > 8 else \
+        np.flatnonzero(extent <= size)
+    if len(sel):
+      k = np.arange(size, dtype=np.int64)
+      xs = x0[sel, None] + k  # (n, size)
+      ys = y0[sel, None] + k
+      px = (xs - ax[sel, None]).astype(np.float32)[:, None, :]
+      py = (ys - ay[sel, None]).astype(np.float32)[:, :, None]
+      dx, dy = (bx - ax)[sel, None, None], (by - ay)[sel, None, None]
+      t = np.clip((px * dx + py * dy) / (dx * dx + dy * dy + 1e-6), 0.0, 1.0)
+      d = np.sqrt((px - t * dx) ** 2 + (py - t * dy) ** 2)
+      a = np.clip(r0[sel, None, None] + (r1 - r0)[sel, None, None] * t - d + 0.5, 0.0, 1.0)
+      ok = ((xs >= xa) & (xs < xb))[:, None, :] & ((ys >= ya) & (ys < yb))[:, :, None] & (a > 0)
+      idx = (ys - ya)[:, :, None] * (xb - xa) + (xs - xa)[:, None, :]
+      np.maximum.at(flat, idx[ok], a[ok])
+    if size >= extent.max():
+      break
+    size *= 2
+  if mask is not None:
+    alpha *= mask[ya:yb, xa:xb]
+  sub = img[ya:yb, xa:xb]
+  sub += alpha * (np.float32(value) - sub)
 
 
-def paint_discs(img, xs, ys, rs, values, mask=None):
+def paint_discs(img, xs, ys, rs, value, mask=None):
   """Blends anti-aliased discs (zero-length segments)."""
-  xs, ys, rs = (np.atleast_1d(np.asarray(a, np.float32)) for a in (xs, ys, rs))
-  paint_segments(img, np.stack([xs, ys, xs, ys, rs, rs], 1), values, mask)
+  xs, ys, rs = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, np.float32))
+                                     for a in (xs, ys, rs)))
+  paint_segments(img, np.stack([xs, ys, xs, ys, rs, rs], 1), value, mask)
 
 
 def smooth_noise(rng, shape, sigma):
   """Gaussian-filtered white noise rescaled to unit standard deviation."""
-  n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+  n = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
   return n / (n.std() + 1e-6)
 
 
@@ -162,8 +190,10 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   xx, yy = _grid(size)
   cx, cy, p = g['cx'], g['cy'], g['p']
 
+  terms = _chest_terms(g, size)
+
   def inside(a, b, b_post):
-    return _superellipse(xx, yy, cx, cy, a, b, p, b_post, g['wobble']) < 1
+    return _inside(terms, p, a, b, b_post)
 
   img = np.full((size, size), AIR, np.float32)
   # Scanner table: a curved pad under the patient.
@@ -199,7 +229,8 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   # Lungs: denser towards the back (gravity-dependent perfusion).
   dep = np.clip((yy - (cy - g['bc'])) / (2 * g['bc']), 0, 1) ** 2
   lung = anat.lung > 0
-  img[lung] = (g['lung_hu'] + 45.0 * dep)[lung]
+  slow = 12.0 * _upsample(rng.standard_normal((16, 16), dtype=np.float32), size)
+  img[lung] = (g['lung_hu'] + 45.0 * dep + slow)[lung]
   _paint_spine(img, g, s)
   _paint_ribs(img, g, s, rng, cav)
   return img
@@ -284,9 +315,8 @@ def render_slice(anat: Anatomy, base: np.ndarray, rng: np.random.Generator) -> n
   img = base.copy()
   lung = anat.lung > 0
   lungf = lung.astype(np.float32)
-  # Fine parenchymal texture plus slow density variation.
+  # Fine parenchymal texture (the slow density variation is in the base).
   tex = 22.0 * smooth_noise(rng, (size, size), 1.0 * s)
-  tex += 12.0 * ndimage.zoom(rng.standard_normal((16, 16)).astype(np.float32), size / 16, order=1)
   img += tex * lungf
   blood = anat.geo['blood'] if anat.geo['contrast'] else 40.0
   vessel_hu = min(blood, 120.0)
@@ -344,6 +374,23 @@ def render_slice(anat: Anatomy, base: np.ndarray, rng: np.random.Generator) -> n
     paint_segments(img, [(hx, hy, hx + length * math.cos(ang), hy + length * math.sin(ang),
                           0.45 * s, 0.45 * s)], -500.0, lungf)
   return img
+
+
+@functools.lru_cache(maxsize=4)
+def _interp_matrix(n_in, n_out):
+  """(n_out, n_in) linear interpolation weights, corners aligned."""
+  pos = np.linspace(0, n_in - 1, n_out)
+  lo = np.minimum(pos.astype(int), n_in - 2)
+  w = np.zeros((n_out, n_in), np.float32)
+  w[np.arange(n_out), lo] = 1 - (pos - lo)
+  w[np.arange(n_out), lo + 1] = pos - lo
+  return w
+
+
+def _upsample(small, size):
+  """Bilinear upsampling of a small square field by two matrix products (fast)."""
+  w = _interp_matrix(small.shape[0], size)
+  return w @ small @ w.T
 
 
 def add_noise(img: np.ndarray, rng: np.random.Generator, noise_hu: float) -> np.ndarray:
