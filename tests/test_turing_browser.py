@@ -31,13 +31,30 @@ def intended(item):
   return 'real' if item['sign'] in ('GGO', 'CV') else 'fake'
 
 
-def test_page_end_to_end(tmp_path):
+def _synthetic_page(tmp_path):
   rng = np.random.default_rng(0)
   labels = np.repeat(np.arange(signs_lib.NUM_SIGNS), 3)
   real = rng.uniform(-1, 1, size=(len(labels), 64, 64, 1)).astype(np.float32)
   gen = rng.uniform(-1, 1, size=(len(labels), 64, 64, 1)).astype(np.float32)
   html, key = turing.build(real, labels, gen, labels, num_real=2, num_generated=2, seed=7)
-  page_path, key_path = turing.write(str(tmp_path / 'out'), html, key)
+  return turing.write(str(tmp_path / 'out'), html, key)
+
+
+def test_page_end_to_end(tmp_path):
+  drive(*_synthetic_page(tmp_path), tmp_path)
+
+
+@pytest.mark.skipif(not os.environ.get('CISL_TURING_OUT'),
+                    reason='set CISL_TURING_OUT=<turing_test.py build --out folder> to drive '
+                    'a page built from a run')
+def test_built_page_end_to_end(tmp_path):
+  out = os.environ['CISL_TURING_OUT']
+  drive(os.path.join(out, turing.PAGE_NAME), os.path.join(out, turing.KEY_NAME), tmp_path)
+
+
+def drive(page_path, key_path, tmp_path):
+  """Marks every patch, changes one mark, reloads, downloads, scores; checks each step."""
+  key = turing.load_key(key_path)
   truth = {it['id']: it for it in key['items']}
   n = len(truth)
 
@@ -62,7 +79,7 @@ def test_page_end_to_end(tmp_path):
         sign = truth[item_id]['sign']
         assert page.inner_text('#sign').startswith(sign)
         width = page.evaluate("document.getElementById('patch').getBoundingClientRect().width")
-        assert width == 384
+        assert width == page.evaluate('DATA.size_px') > 64
         mark = intended(truth[item_id])
         if i % 2:
           page.keyboard.press('R' if mark == 'real' else 'F')
@@ -79,7 +96,18 @@ def test_page_end_to_end(tmp_path):
       page.click('#mark-real' if flipped == 'real' else '#mark-fake')
       assert page.inner_text('#counter').startswith('Patch 4 ')
 
-      # Marks survive a reload.
+      # Marks survive a reload. Chromium hands localStorage writes to its browser process
+      # asynchronously; wait until another page of the origin sees the new mark, so that
+      # the reload cannot race the write.
+      store = page.evaluate('STORE_KEY')
+      blank = tmp_path / 'blank.html'
+      blank.write_text('<!DOCTYPE html><title>probe</title>')
+      probe = context.new_page()
+      probe.goto('file://' + str(blank))
+      probe.wait_for_function(
+          '([k, id, v]) => (JSON.parse(localStorage.getItem(k) || "{}").answers || {})[id] === v',
+          arg=[store, changed, flipped])
+      probe.close()
       page.reload()
       assert page.is_visible('#test')
       page.keyboard.press('ArrowLeft')
