@@ -1,0 +1,50 @@
+"""Throughput of the project's classifier train step (cisl_jax.train.classifier).
+
+  python bench/bench_classifier.py --batch 64 --steps 20
+One Adam update of the paper's 10-class CNN (width 1.0) on a fixed random batch, the
+same work as `peer_keras.py --model classifier`.
+"""
+import argparse
+import sys
+
+import common  # bench/common.py  # pylint: disable=g-bad-import-order
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+sys.path.insert(0, str(common.REPO))
+from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-not-at-top
+from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
+
+
+def make_step(batch: int, width: float = 1.0):
+  """A no-argument callable running one real train step on a fixed batch."""
+  config = common.load_config('train_classifier', 'paper')
+  config.unlock()
+  config.width, config.batch_size = width, batch
+  init_key, _, train_key = train_common.split_keys(config.seed)
+  graphdef, state, tx, preprocess_fn = train_lib.init_state(config, init_key)
+  step_fn = train_lib.make_train_step(tx, preprocess_fn)
+  kx, ky = jax.random.split(jax.random.key(1))
+  data = {'image': jax.random.normal(kx, (batch, 64, 64, 1)),
+          'label': jax.random.randint(ky, (batch,), 0, 10)}
+  holder = {'state': state}
+
+  def step():
+    holder['state'], metrics = step_fn(graphdef, holder['state'], data, train_key)
+    return metrics['loss']
+
+  return step
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--steps', type=int, default=20)
+  a = p.parse_args()
+  seconds = common.time_steps(make_step(a.batch), a.steps)
+  common.report('classifier', a.batch, a.steps, seconds)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,51 @@
+"""Shared timing loop and config loading for the benchmarks (the peers' method and format).
+
+Like ../shared/peers: 3 warm-up steps, then `steps` timed steps with perf_counter,
+blocking on the result; one JSON line {"impl", "model", "batch", "steps",
+"ms_per_step", "img_per_s"} on stdout.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import jax  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_config(name: str, variant: str):
+  """configs/<name>.py:get_config(variant), loaded by path as config_flags does."""
+  path = REPO / 'configs' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'bench_cfg_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
+  """Seconds per call of `step` (which returns arrays to block on)."""
+  for _ in range(warmup):
+    jax.block_until_ready(step())
+  t = time.perf_counter()
+  out = None
+  for _ in range(steps):
+    out = step()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t) / steps
+
+
+def report(model: str, batch: int, steps: int, seconds: float, items: int | None = None,
+           **extra) -> dict[str, Any]:
+  """Prints and returns the peers' JSON line; `items` per step defaults to the batch."""
+  items = batch if items is None else items
+  line = {'impl': 'jax', 'model': model, 'batch': batch, 'steps': steps,
+          'ms_per_step': round(seconds * 1e3, 2), 'img_per_s': round(items / seconds, 1),
+          **extra}
+  print(json.dumps(line), flush=True)
+  return line
