@@ -122,7 +122,7 @@ def _read_table(path: str) -> list[tuple[str, dict]]:
   return rows
 
 
-def _parse_row(where: str, row: dict, base: str) -> BoxedSlice:
+def _parse_row(row: dict, base: str) -> BoxedSlice:
   """One manifest row to a record (shape checks only; the slice is checked later)."""
   pid = row.get('patient_id', '').strip()
   rel = row.get('path', '').strip()
@@ -158,7 +158,8 @@ def _voc_rows(root: str, voc_sign: str) -> list[tuple[str, BoxedSlice | Exceptio
   """Records of a folder of slices with PASCAL-VOC .xml files beside them."""
   mapper = _voc_mapper(voc_sign)
   out = []
-  patients = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  patients = sorted(d for d in os.listdir(root)
+                    if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
   if not patients:
     raise ManifestError(f'{root}: no manifest.csv/manifest.json and no patient folders; '
                         'see cisl_jax/data/sources/manifest.py for the layouts.')
@@ -193,7 +194,7 @@ def _voc_rows(root: str, voc_sign: str) -> list[tuple[str, BoxedSlice | Exceptio
           row = {'patient_id': pid, 'path': path, 'sign': mapper(name),
                  **{k2: (bb.findtext(t) or '').strip()
                     for k2, t in zip(_BOX, ('xmin', 'ymin', 'xmax', 'ymax'))}}
-          out.append((where, _parse_row(where, row, '')))
+          out.append((where, _parse_row(row, '')))
         except ValueError as e:
           out.append((where, e))
   return out
@@ -234,7 +235,7 @@ def load(input_path: str, *, skip_bad: bool = False, voc_sign: str = '',
     base = os.path.dirname(os.path.abspath(manifest))
     for where, row in _read_table(manifest):
       try:
-        parsed.append((where, _parse_row(where, row, base)))
+        parsed.append((where, _parse_row(row, base)))
       except ValueError as e:
         parsed.append((where, e))
 
