@@ -76,30 +76,34 @@ def _texture(rng, shape, amp, sigma=1.2):
 
 def _plan_ggo(rng, anat, x, y):
   s = anat.scale
-  r = _u(rng, 6, 22) * s
+  r = _u(rng, 8, 22) * s
   harm = _harmonics(rng, 5, 0.1)
   ext = r * (1 + sum(a for _, a, _ in harm))
   if not _inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
   solid = rng.random() < 0.25
-  p = dict(x=x, y=y, r=r, harm=harm, edge=_u(rng, 2, 5) * s, hu=_u(rng, -650, -320),
+  p = dict(x=x, y=y, r=r, harm=harm, edge=_u(rng, 2, 5) * s, hu=_u(rng, -620, -300),
            core=_u(rng, 0.2, 0.4) * r if solid else 0.0,
-           vessel_angle=_u(rng, 0, math.pi), n_vessels=int(rng.integers(1, 3)))
+           vessel_angle=_u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2])))
   return p, _blob_box(x, y, ext, anat.size)
 
 
 def _paint_ggo(img, p, anat, rng):
   s = anat.scale
   # Vessels crossing the patch first, so that they show through the haze.
+  # Each enters from outside, runs through with a bend and tapers, sometimes forking.
+  segs = []
   for i in range(p['n_vessels']):
-    a = p['vessel_angle'] + i * _u(rng, 0.8, 1.6)
+    a = p['vessel_angle'] + i * _u(rng, 1.0, 2.0)
     off = _u(rng, -0.5, 0.5) * p['r']
     x, y = p['x'] - off * math.sin(a), p['y'] + off * math.cos(a)
-    half, rad = _u(rng, 0.9, 1.2) * p['r'], _u(rng, 0.7, 1.5) * s
-    b = a + _u(rng, -0.3, 0.3)
-    pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a), x, y, rad, 0.8 * rad),
-                            (x, y, x + half * math.cos(b), y + half * math.sin(b), 0.8 * rad,
-                             0.45 * rad)], 45.0, (anat.lung > 0).astype(np.float32))
+    half, rad = _u(rng, 0.9, 1.3) * p['r'], _u(rng, 0.8, 1.5) * s
+    xa, ya = x - half * math.cos(a), y - half * math.sin(a)
+    segs.append((xa, ya, x, y, rad, 0.8 * rad))
+    for b in ([a + _u(rng, -0.3, 0.3)] if rng.random() < 0.6 else
+              [a + _u(rng, 0.3, 0.6), a - _u(rng, 0.3, 0.6)]):
+      segs.append((x, y, x + half * math.cos(b), y + half * math.sin(b), 0.8 * rad, 0.4 * rad))
+  pa.paint_segments(img, segs, 45.0, (anat.lung > 0).astype(np.float32))
   sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 2 * p['r'], 10**6), 2)
   # Cloud-like: the haze's density and its edge both vary patchily.
   alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge'])
@@ -121,9 +125,10 @@ def _plan_lobulation(rng, anat, x, y):
   n = int(rng.integers(5, 9))
   lobe = r * _u(rng, 0.38, 0.52)
   th0 = _u(rng, 0, 2 * math.pi)
-  lobes = [(th0 + 2 * math.pi * (i + _u(rng, -0.15, 0.15)) / n, lobe * _u(rng, 0.85, 1.15))
-           for i in range(n)]
-  ext = max(r - lobe + rl for _, rl in lobes)
+  # (angle, lobe radius, lobe centre distance): uneven lobes, unevenly spaced.
+  lobes = [(th0 + 2 * math.pi * (i + _u(rng, -0.18, 0.18)) / n, lobe * _u(rng, 0.75, 1.25),
+            (r - lobe) * _u(rng, 0.85, 1.1)) for i in range(n)]
+  ext = max(d + rl for _, rl, d in lobes)
   if not _inside(anat, x, y, ext + 3 * s):
     return None
   p = dict(x=x, y=y, r=r, lobe=lobe, lobes=lobes, hu=_u(rng, *SOFT))
@@ -133,8 +138,7 @@ def _plan_lobulation(rng, anat, x, y):
 def _paint_lobulation(img, p, anat, rng):
   sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.3 * p['r'], 10**6), 2)
   alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'] - 0.9 * p['lobe'], (), 1.0)
-  for th, rl in p['lobes']:
-    d = p['r'] - p['lobe']
+  for th, rl, d in p['lobes']:
     alpha = np.maximum(alpha, _blob_alpha(xs, ys, p['x'] + d * math.cos(th),
                                           p['y'] + d * math.sin(th), rl, (), 1.0))
   _blend(sub, alpha, p['hu'] + _texture(rng, sub.shape, 8.0))
