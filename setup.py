@@ -18,12 +18,14 @@ INSTALL_REQUIRES = [
     'orbax-checkpoint==0.12.8',
     'pillow==13.0.0',
     'pydicom==3.0.2',
+    'scipy==1.17.1',
     'tensorboard==2.21.0',
     'tensorflow-cpu==2.21.0',
     'tensorflow-datasets==4.9.10',
 ]
 
 TESTS_REQUIRE = [
+    'playwright==1.65.2',  # drives Debian's /usr/bin/chromium; never downloads a browser
     'pytest==9.2.0',
     'pytest-xdist==3.8.0',
 ]
