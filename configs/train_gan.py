@@ -25,13 +25,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.learning_rate = 2e-4  # Adam, all four networks (DCGAN / CVAE-GAN practice)
   c.num_steps = 300 if quick else 10_000  # CVAE-GAN iterations (each updates C, D, E+G)
   c.checkpoint_every = 100 if quick else 1000  # save every N iterations (and at the end)
-  c.gan = config_dict.ConfigDict()
+  c.gan = config_dict.ConfigDict()  # the CVAE-GAN itself
   c.gan.latent_dim = 64  # z size; the encoder's FC 128 = mu and logvar of 64 each
   c.gan.adam_b1 = 0.5  # Adam beta1 (DCGAN practice, as the peers)
   c.gan.output_batchnorm = False  # the paper's BN before the decoder's tanh (see BUILD_NOTES)
   c.gan.class_mean_momentum = 0.9  # running per-class means of C's real features
   c.gan.sample_every = 100 if quick else 1000  # TensorBoard image grid every N iterations
-  c.gan.loss_weights = config_dict.ConfigDict()
+  c.gan.loss_weights = config_dict.ConfigDict()  # generator loss weights (cisl_jax.losses)
   c.gan.loss_weights.kl = 3.0  # KL(q(z|x,c) || N(0,I))
   c.gan.loss_weights.pairwise = 1.0  # L2 reconstruction + pairwise matching on D and C
   c.gan.loss_weights.mean_d = 1e-3  # mean feature matching of prior samples on D
