@@ -40,14 +40,15 @@ class Anatomy:
 
 
 @functools.lru_cache(maxsize=4)
-def _grid(size: int):
+def grid(size: int):
+  """Pixel coordinate grids (xx, yy), float32, of a size x size slice (cached)."""
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
   return xx, yy
 
 
 def _chest_terms(g, size):
   """Per-patient terms shared by every chest outline: |dx|^p, |dy|^p, wobble^p, back."""
-  xx, yy = _grid(size)
+  xx, yy = grid(size)
   dx, dy = xx - g['cx'], yy - g['cy']
   theta = np.arctan2(dy, dx)
   wob = 1.0 + sum(amp * np.cos(k * theta + ph) for k, amp, ph in g['wobble'])
@@ -64,7 +65,7 @@ def _inside(terms, p, a, b, b_post):
 def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
   """Draws one patient's chest geometry (masks only; no pixels rendered)."""
   s = size / 512.0
-  xx, yy = _grid(size)
+  xx, yy = grid(size)
   u = rng.uniform
   g = dict(cx=size / 2 + u(-6, 6) * s, cy=size / 2 + u(4, 22) * s,
            a=u(196, 230) * s, b=u(136, 160) * s, p=u(2.2, 2.8),
@@ -187,7 +188,7 @@ def smooth_noise(rng, shape, sigma):
 def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   """Paints the patient's static tissues (everything but the lung interior's detail)."""
   g, s, size = anat.geo, anat.scale, anat.size
-  xx, yy = _grid(size)
+  xx, yy = grid(size)
   cx, cy, p = g['cx'], g['cy'], g['p']
 
   terms = _chest_terms(g, size)
@@ -284,8 +285,12 @@ def _paint_ribs(img, g, s, rng, cav):
 # ---------------------------------------------------------------------------
 # What changes from slice to slice.
 
-def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60):
-  """Segments of one branching, tapering vessel tree grown from (x, y)."""
+def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60, bounded=True):
+  """Segments of one branching, tapering tree grown from (x, y).
+
+  With `bounded` a branch stops where it nears the lung border; without, it grows
+  freely (air bronchi, which are clipped to their consolidation when painted).
+  """
   s = anat.scale
   # Breadth first, so that a capped tree still branches on both sides.
   segs, queue = [], collections.deque([(x, y, angle, radius, 0)])
@@ -298,7 +303,7 @@ def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60):
     segs.append((x, y, x2, y2, r, r2))
     xi, yi = int(round(x2)), int(round(y2))
     if (r2 < 0.45 * s or depth > 8 or not (0 <= xi < anat.size and 0 <= yi < anat.size)
-        or anat.dist[yi, xi] < 2 * r2):
+        or (bounded and anat.dist[yi, xi] < 2 * r2)):
       continue
     if rng.random() < 0.65:
       spread = rng.uniform(0.3, 0.7)

@@ -10,6 +10,7 @@ are pixels of a 512 slice (about 0.7 mm each); looks and HU follow SIGNS.md.
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from cisl_jax.data.sources import phantom_anatomy as pa
 
@@ -35,6 +36,11 @@ def _box(x0, y0, x1, y1, size):
 
 def _blob_box(x, y, radius, size, margin=1.5):
   return _box(x - radius - margin, y - radius - margin, x + radius + margin, y + radius + margin, size)
+
+
+def _around(x, y, radius):
+  """A float box of half-side `radius` around (x, y), for painting windows."""
+  return (x - radius, y - radius, x + radius, y + radius)
 
 
 def _inside(anat, x, y, clearance=0.0):
@@ -104,7 +110,7 @@ def _paint_ggo(img, p, anat, rng):
               [a + _u(rng, 0.3, 0.6), a - _u(rng, 0.3, 0.6)]):
       segs.append((x, y, x + half * math.cos(b), y + half * math.sin(b), 0.8 * rad, 0.4 * rad))
   pa.paint_segments(img, segs, 45.0, (anat.lung > 0).astype(np.float32))
-  sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 2 * p['r'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 2 * p['r']), 2)
   # Cloud-like: the haze's density and its edge both vary patchily.
   alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge'])
   alpha *= np.clip(0.8 + 0.25 * pa.smooth_noise(rng, sub.shape, 3.0 * s), 0.3, 1.0)
@@ -136,7 +142,7 @@ def _plan_lobulation(rng, anat, x, y):
 
 
 def _paint_lobulation(img, p, anat, rng):
-  sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.3 * p['r'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
   alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'] - 0.9 * p['lobe'], (), 1.0)
   for th, rl, d in p['lobes']:
     alpha = np.maximum(alpha, _blob_alpha(xs, ys, p['x'] + d * math.cos(th),
@@ -161,7 +167,7 @@ def _plan_calcification(rng, anat, x, y):
 def _paint_calcification(img, p, anat, rng):
   s = anat.scale
   x, y, r = p['x'], p['y'], p['r']
-  sub, xs, ys, _ = _window(img, _blob_box(x, y, 1.3 * r, 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(x, y, 1.3 * r), 2)
   _blend(sub, _blob_alpha(xs, ys, x, y, r, p['harm'], 0.7),
          p['calc'] if p['kind'] == 'dense' else p['hu'])
   if p['kind'] == 'central':
@@ -209,7 +215,7 @@ def _plan_cv(rng, anat, x, y):
 
 
 def _paint_cv(img, p, anat, rng):
-  sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.4 * p['r'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.4 * p['r']), 2)
   _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
          p['hu'] + _texture(rng, sub.shape, 6.0))
   if p['cavity']:
@@ -249,7 +255,7 @@ def _plan_spiculation(rng, anat, x, y):
 
 def _paint_spiculation(img, p, anat, rng):
   pa.paint_segments(img, p['segs'], p['hu'])
-  sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.3 * p['r'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
   _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
          p['hu'] + _texture(rng, sub.shape, 6.0))
 
@@ -297,7 +303,7 @@ def _paint_pi(img, p, anat, rng):
   nx, ny, nr = np.array(p['notches']).T
   pa.paint_discs(img, nx, ny, nr, pa.MUSCLE, (anat.lung > 0).astype(np.float32))
   pa.paint_segments(img, p['tags'], p['hu'])
-  sub, xs, ys, _ = _window(img, _blob_box(p['x'], p['y'], 1.3 * p['r'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
   _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
          p['hu'] + _texture(rng, sub.shape, 6.0))
 
@@ -359,30 +365,22 @@ def _plan_ab(rng, anat, x, y):
 
 def _paint_ab(img, p, anat, rng):
   s = anat.scale
-  sub, xs, ys, idx = _window(img, _blob_box(p['x'], p['y'], 1.5 * p['r'], 10**6), 2)
+  sub, xs, ys, idx = _window(img, _around(p['x'], p['y'], 1.5 * p['r']), 2)
   lung = (anat.lung[idx] > 0).astype(np.float32)
   _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge']) * lung,
          p['hu'] + _texture(rng, sub.shape, 6.0))
   # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
   a = p['angle']
   x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
-  tree = pa.vessel_tree(rng, _Everywhere(anat), x0, y0, a, _u(rng, 1.8, 3.0) * s,
-                        max_segments=int(rng.integers(8, 20)))
+  tree = pa.vessel_tree(rng, anat, x0, y0, a, _u(rng, 1.8, 3.0) * s,
+                        max_segments=int(rng.integers(8, 20)), bounded=False)
   if rng.random() < 0.5:  # a second bronchus entering beside the first
     b = a + _u(rng, 0.4, 0.8) * rng.choice([-1, 1])
-    tree += pa.vessel_tree(rng, _Everywhere(anat), x0, y0, b, _u(rng, 1.4, 2.2) * s,
-                           max_segments=int(rng.integers(3, 8)))
+    tree += pa.vessel_tree(rng, anat, x0, y0, b, _u(rng, 1.4, 2.2) * s,
+                           max_segments=int(rng.integers(3, 8)), bounded=False)
   inner = np.zeros_like(img)
   inner[idx] = _blob_alpha(xs, ys, p['x'], p['y'], 0.85 * p['r'], p['harm'], 1.0) * lung
   pa.paint_segments(img, tree, AIR_IN, inner)
-
-
-class _Everywhere:
-  """An anatomy view whose 'lung' is everywhere, so that air bronchi grow freely."""
-
-  def __init__(self, anat):
-    self.scale, self.size = anat.scale, anat.size
-    self.dist = np.full((anat.size, anat.size), 1e6, np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -390,7 +388,7 @@ class _Everywhere:
 
 def op_mask(anat, p):
   """The wedge: lung pixels within the sector from the apex (and radius limit)."""
-  xx, yy = pa._grid(anat.size)  # pylint: disable=protected-access
+  xx, yy = pa.grid(anat.size)
   dx, dy = xx - p['ax'], yy - p['ay']
   d = np.arctan2(dy, dx) - p['angle']
   d = (d + math.pi) % (2 * math.pi) - math.pi
@@ -433,12 +431,11 @@ def _plan_op(rng, anat, x, y, oversized=False):
 
 
 def _paint_op(img, p, anat, rng):
-  import scipy.ndimage as ndi  # pylint: disable=g-import-not-at-top
   s = anat.scale
-  alpha = ndi.gaussian_filter(op_mask(anat, p).astype(np.float32), 1.2 * s)
+  alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), 1.2 * s)
   alpha *= (anat.lung > 0)
   img += alpha * (p['hu'] + _texture(rng, img.shape, 6.0, 2.0) - img)
-  sub, xs, ys, _ = _window(img, _blob_box(p['ax'], p['ay'], 1.5 * p['mass'], 10**6), 2)
+  sub, xs, ys, _ = _window(img, _around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
   _blend(sub, _blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], _harmonics(rng, 4, 0.1), 1.0),
          p['hu'] + 10)
 
