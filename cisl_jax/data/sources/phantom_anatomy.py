@@ -307,8 +307,11 @@ def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60, bounded=True):
       continue
     if rng.random() < 0.65:
       spread = rng.uniform(0.3, 0.7)
-      queue.append((x2, y2, a + spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.7, 0.85), depth + 1))
-      queue.append((x2, y2, a - spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.8, 0.95), depth + 1))
+      # Asymmetric fork: one thinner side branch, one near-continuation.
+      queue.append((x2, y2, a + spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.7, 0.85),
+                    depth + 1))
+      queue.append((x2, y2, a - spread * rng.uniform(0.4, 1), r2 * rng.uniform(0.8, 0.95),
+                    depth + 1))
     else:
       queue.append((x2, y2, a, r2, depth + 1))
   return segs

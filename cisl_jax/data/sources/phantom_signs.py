@@ -28,7 +28,7 @@ def _harmonics(rng, kmax, amp):
 
 def _box(x0, y0, x1, y1, size):
   """Integer half-open box around a float extent, or None when it leaves the slice."""
-  box = (int(math.floor(x0)), int(math.floor(y0)), int(math.ceil(x1)) + 1, int(math.ceil(y1)) + 1)
+  box = (math.floor(x0), math.floor(y0), math.ceil(x1) + 1, math.ceil(y1) + 1)
   if box[0] < 0 or box[1] < 0 or box[2] > size or box[3] > size:
     return None
   return box
@@ -434,7 +434,8 @@ def _paint_op(img, p, anat, rng):
   s = anat.scale
   alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), 1.2 * s)
   alpha *= (anat.lung > 0)
-  img += alpha * (p['hu'] + _texture(rng, img.shape, 6.0, 2.0) - img)
+  # Consolidation is not perfectly even: a faint, smooth mottle.
+  img += alpha * (p['hu'] + _texture(rng, img.shape, 10.0, 3.0 * s) - img)
   sub, xs, ys, _ = _window(img, _around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
   _blend(sub, _blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], _harmonics(rng, 4, 0.1), 1.0),
          p['hu'] + 10)
