@@ -64,6 +64,7 @@ class PlannedPatient:
   index: int
   spacing: float  # mm per pixel
   thickness: float  # mm
+  dose: float  # noise multiplier: patients are scanned at different doses
   slices: tuple[PlannedSlice, ...]
 
 
@@ -109,7 +110,8 @@ def _plan_patient(seed, index, anat, boxes, rng, signs_per_slice, free_slices):
   slices = tuple(PlannedSlice(f'{pid}/IM{n:04d}.dcm', n, tuple(groups[g]))
                  for n, g in enumerate(order, start=1))
   return PlannedPatient(pid, index, float(rng.uniform(0.64, 0.78)),
-                        float(rng.choice([1.0, 1.25, 2.5, 5.0])), slices)
+                        float(rng.choice([1.0, 1.25, 2.5, 5.0])), float(rng.uniform(0.75, 1.3)),
+                        slices)
 
 
 def _check_args(num_patients, counts, num_oversized, size, signs_per_slice, free_slices):
@@ -162,7 +164,7 @@ def render_slice(seed: int, patient: PlannedPatient, planned: PlannedSlice,
   img = pa.render_slice(anat, base, rng)
   for sign in planned.signs:
     ps.paint_sign(img, sign.sign, sign.params, anat, rng)
-  return pa.add_noise(img, rng, noise_hu)
+  return pa.add_noise(img, rng, noise_hu * patient.dose)
 
 
 def _uid(seed, *parts):
@@ -237,7 +239,8 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
     num_oversized: extra OP boxes drawn loosely around the whole chest (over half the
       slice in width and height), listed in the manifest for the patch rule to drop.
     size: slice rows = columns (pixels); anatomy and signs scale with it.
-    noise_hu: standard deviation of the scanner-like noise (HU).
+    noise_hu: standard deviation of the scanner-like noise (HU), scaled per patient
+      by 0.75-1.3 (different doses).
     signs_per_slice: at most this many boxes on one slice.
     free_slices: (min, max) box-free slices per patient.
     overwrite: replace an existing non-empty `out_dir`.
