@@ -38,5 +38,10 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['cisl_jax', 'cisl_jax.*']),
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': TESTS_REQUIRE},
+    extras_require={
+        'test': TESTS_REQUIRE,
+        # Optional: the torchvision-layout equivalence tests and --source=torch weight
+        # conversion. The CPU build of this version is what the project was tested with.
+        'torch': ['torch==2.13.0'],
+    },
 )
