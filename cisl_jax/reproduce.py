@@ -60,8 +60,8 @@ class Runners:
     return classifier.train_and_evaluate(config, str(workdir))
 
   def quality(self, config, workdir):
-    from cisl_jax.train import quality_stage  # pylint: disable=g-import-not-at-top
-    return quality_stage.run(config, str(workdir))
+    from cisl_jax import quality  # pylint: disable=g-import-not-at-top
+    return quality.run_stage(config, str(workdir))
 
 
 def is_done(workdir) -> bool:
@@ -97,24 +97,27 @@ def _shared(config, fold: int) -> dict[str, Any]:
               fold=fold, seed=config.seed + fold)
 
 
-def _classifier(config, fold: int, *, task: str, mode: str, sign: str = 'GGO',
-                num_generated: int = 0, generated_dir: str = '', init_from: str = '',
-                method: str, transfer: dict | None = None) -> ml_collections.ConfigDict:
-  """The classifier stage config of one task and method (settings in config.methods)."""
+def _classifier(config, fold: int, *, task: str, mode: str, method: str, sign: str = 'GGO',
+                per_class: int = 0, generated_dir: str = '', init_from: str = '',
+                transfer: dict | None = None) -> ml_collections.ConfigDict:
+  """The classifier stage config (configs/train_classifier.py) of one task and method;
+  steps and learning rate come from config.methods[method]."""
   m = config.methods[method]
-  fields = dict(_shared(config, fold), task=task, sign=sign, mode=mode,
-                num_steps=m.num_steps, learning_rate=m.learning_rate)
-  if mode in ('pretrain', 'finetune'):
-    fields.update(generated_dir=generated_dir, num_generated=num_generated)
-  if mode == 'traditional':
-    fields.update(num_augmented=num_generated)
-  if init_from:
-    fields.update(init_from=init_from)
+  fields = dict(_shared(config, fold), task=task, sign=sign, mode=mode)
+  if m.num_steps:
+    factor = config.ten_steps_factor if task == 'ten' else 1
+    fields.update(num_steps=int(m.num_steps * factor))
+  if mode == 'finetune':
+    fields.update(finetune_learning_rate=m.learning_rate, init_from=init_from)
+  elif mode != 'transfer':
+    fields.update(learning_rate=m.learning_rate)
+  if mode == 'pretrain':
+    fields.update(generated_dir=generated_dir)
+  if mode in ('pretrain', 'augment'):
+    # Generated (pretrain) or augmented (augment) patches per class: the same number.
+    fields.update(pretrain_per_class=per_class)
   c = _override(config.classifier, 'config.classifier', **fields)
   if transfer:
-    if 'transfer' not in c:
-      raise KeyError('config.classifier has no transfer block; the ImageNet baselines '
-                     'need configs/train_classifier.py with config.transfer.')
     c.transfer = _override(c.transfer, 'config.classifier.transfer', **transfer)
   return c
 
@@ -134,34 +137,33 @@ def plan(config, workdir) -> list[Stage]:
     add('generate', 'generate', 'generate', _override(
         config.generate, 'config.generate', **_shared(config, fold),
         gan_workdir=str(root / 'gan'),
-        num_per_class=max([config.generated_per_sign, config.generated_per_class]
+        num_per_sign=max([config.generated_per_sign, config.generated_per_class]
                           + list(config.sweep_sizes))), ('gan',))
 
-    def pair(prefix, task, sign, n, pre_method, ft_method):
+    def pair(prefix, task, sign, n):
       add(f'{prefix}_pretrain', 'pretrain', 'classifier', _classifier(
-          config, fold, task=task, sign=sign, mode='pretrain', num_generated=n,
-          generated_dir=gen_dir, method=pre_method), ('generate',))
+          config, fold, task=task, sign=sign, mode='pretrain', method='pretrain',
+          per_class=n, generated_dir=gen_dir), ('generate',))
       add(f'{prefix}_finetune', 'finetune', 'classifier', _classifier(
-          config, fold, task=task, sign=sign, mode='finetune', num_generated=n,
-          generated_dir=gen_dir, init_from=str(root / f'{prefix}_pretrain'),
-          method=ft_method), (f'{prefix}_pretrain',))
+          config, fold, task=task, sign=sign, mode='finetune', method='finetune',
+          init_from=str(root / f'{prefix}_pretrain')), (f'{prefix}_pretrain',))
 
     if config.run_ten:
       add('ten_scratch', 'scratch', 'classifier', _classifier(
           config, fold, task='ten', mode='scratch', method='scratch'))
-      pair('ten', 'ten', 'GGO', config.generated_per_class, 'pretrain', 'finetune')
+      pair('ten', 'ten', 'GGO', config.generated_per_class)
       add('ten_traditional', 'traditional', 'classifier', _classifier(
-          config, fold, task='ten', mode='traditional',
-          num_generated=config.generated_per_class, method='traditional'))
+          config, fold, task='ten', mode='augment', method='traditional',
+          per_class=config.generated_per_class))
     for s in sign_names:
-      pair(f'binary_{s}', 'binary', s, config.generated_per_sign, 'pretrain', 'finetune')
+      pair(f'binary_{s}', 'binary', s, config.generated_per_sign)
       add(f'binary_{s}_traditional', 'traditional', 'classifier', _classifier(
-          config, fold, task='binary', sign=s, mode='traditional',
-          num_generated=config.generated_per_sign, method='traditional'))
+          config, fold, task='binary', sign=s, mode='augment', method='traditional',
+          per_class=config.generated_per_sign))
     if fold in config.sweep_folds:
       for n in config.sweep_sizes:
         if n != config.generated_per_sign:
-          pair(f'sweep_GGO_{n}', 'binary', 'GGO', n, 'pretrain', 'finetune')
+          pair(f'sweep_GGO_{n}', 'binary', 'GGO', n)
     if config.transfer.weights:
       for arch in config.transfer.archs:
         tcfg = dict(arch=arch, weights=config.transfer.weights)
@@ -172,10 +174,11 @@ def plan(config, workdir) -> list[Stage]:
         add(f'ten_transfer_{arch}', 'transfer', 'classifier', _classifier(
             config, fold, task='ten', mode='transfer', method='transfer', transfer=tcfg))
     if config.quality.enabled and config.run_ten:
-      add('quality', 'quality', 'quality', _override(
-          config.quality, 'config.quality', generated_dir=gen_dir,
-          features_from=str(root / 'ten_scratch'), **_shared(config, fold)),
-          ('generate', 'ten_scratch'))
+      # Features of the classifier trained on real patches only (cisl_jax/quality.py).
+      add('quality', 'quality', 'quality', ml_collections.ConfigDict(dict(
+          _shared(config, fold), generated_dir=gen_dir,
+          features_from=str(root / 'ten_scratch'),
+          max_generated=config.quality.max_generated)), ('generate', 'ten_scratch'))
   return stages
 
 
@@ -202,19 +205,28 @@ def _duration(seconds: float) -> str:
       else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+CLASSIFIER_KINDS = ('scratch', 'pretrain', 'finetune', 'traditional', 'transfer')
+
+
 def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
-  """Seconds left: the mean measured time of each remaining stage's kind (any run of
-  this workdir), else the mean over all measured stages; None before any measurement."""
+  """Seconds left: each remaining stage costs the mean measured time of its kind (over
+  every run of this workdir); an unmeasured classifier kind costs the mean of the
+  measured classifier stages; None while a remaining kind has no estimate."""
   by_kind: dict[str, list[float]] = {}
   for v in status.values():
-    if v.get('state') == 'done' and v.get('seconds') is not None and not v.get('skipped'):
+    if v.get('state') == 'done' and v.get('seconds') is not None:
       by_kind.setdefault(v['kind'], []).append(v['seconds'])
-  if not by_kind:
-    return None
-  every = [s for v in by_kind.values() for s in v]
-  overall = sum(every) / len(every)
-  return sum((sum(by_kind[s.kind]) / len(by_kind[s.kind])) if s.kind in by_kind else overall
-             for s in todo)
+  mean = {k: sum(v) / len(v) for k, v in by_kind.items()}
+  clf = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])]
+  total = 0.0
+  for s in todo:
+    if s.kind in mean:
+      total += mean[s.kind]
+    elif s.kind in CLASSIFIER_KINDS and clf:
+      total += sum(clf) / len(clf)
+    else:
+      return None
+  return total
 
 
 def run(config, workdir, runners: Runners | None = None,
@@ -249,10 +261,10 @@ def run(config, workdir, runners: Runners | None = None,
       logging.error('%s: blocked: needs %s', prefix, ', '.join(missing))
       _write_json(status_path, status)
       continue
-    eta = _eta(stages[i:], status)
+    eta = _eta([s for s in stages[i:] if not is_done(s.workdir)], status)
     logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
-                 _duration(eta) if eta is not None else 'after the first stage')
-    t0 = time.time()
+                 _duration(eta) if eta is not None else 'once each kind of stage has run')
+    t0, cpu0 = time.time(), time.process_time()
     try:
       getattr(runners, stage.runner)(stage.config, stage.workdir)
       if not is_done(stage.workdir):
@@ -266,8 +278,12 @@ def run(config, workdir, runners: Runners | None = None,
                             'error': ''.join(traceback.format_exception_only(e)).strip()}
       not_ok.append(stage.name)
     else:
-      status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0}
-      logging.info('%s: done in %.1fs', prefix, time.time() - t0)
+      # CPU seconds (all threads) beside wall time: on a shared machine the wall time
+      # measures the load, the CPU time the work.
+      status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0,
+                            'cpu_seconds': time.process_time() - cpu0}
+      logging.info('%s: done in %.1fs (%.1f CPU s)', prefix, time.time() - t0,
+                   time.process_time() - cpu0)
     _write_json(status_path, status)
   _write_json(status_path, status)
   logging.info('all %d stages visited in %s; %d failed or blocked', len(stages),

@@ -1,39 +1,35 @@
 """Tests of the reproduce orchestrator: resume after a failure, report, and a tiny real run."""
 import collections
+import importlib.util
 import json
 import pathlib
 
-import ml_collections
 import numpy as np
+import pytest
 import pytest
 
 from cisl_jax import reproduce
 
 
-def _stage_config(**extra):
-  c = ml_collections.ConfigDict(dict(
-      data_dir='', source='phantom', num_folds=3, fold=0, seed=0, **extra))
-  c.lock()
-  return c
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(variant='quick'):
+  """configs/reproduce.py:<variant>, loaded by path as config_flags does."""
+  spec = importlib.util.spec_from_file_location('reproduce_config',
+                                                REPO / 'configs' / 'reproduce.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
 
 
 def fake_config(folds=(0, 1), signs=('GGO', 'CV')):
-  """A reproduce config whose stage configs hold just the fields the plan sets."""
-  c = ml_collections.ConfigDict()
-  c.variant = 'test'
-  c.data_dir, c.source, c.num_folds, c.folds, c.seed = '', 'phantom', 3, folds, 0
-  c.signs, c.run_ten = signs, True
-  c.generated_per_sign, c.generated_per_class = 16, 16
-  c.sweep_sizes, c.sweep_folds = (8, 16), (0,)
-  c.gan = _stage_config()
-  c.generate = _stage_config(gan_workdir='', num_per_class=0)
-  c.classifier = _stage_config(task='ten', sign='GGO', mode='scratch', num_steps=1,
-                               learning_rate=1e-3, generated_dir='', num_generated=0,
-                               init_from='', num_augmented=0)
-  c.methods = ml_collections.ConfigDict({m: {'num_steps': 1, 'learning_rate': 1e-3} for m in (
-      'scratch', 'pretrain', 'finetune', 'traditional', 'transfer')})
-  c.transfer = ml_collections.ConfigDict({'archs': ('vgg16',), 'weights': ''})
-  c.quality = ml_collections.ConfigDict({'enabled': False, 'max_generated': 10})
+  """The quick config cut down to `folds` and `signs`, sweep on fold 0."""
+  c = load_config()
+  with c.unlocked():
+    c.folds, c.signs, c.sweep_folds = folds, signs, (0,)
+    c.sweep_sizes = (64, c.generated_per_sign)
+    c.quality.enabled = False
   return c
 
 
@@ -111,6 +107,114 @@ def test_plan_covers_the_protocol(tmp_path):
   assert fine.needs == ('fold2/binary_PI_pretrain',)
   # Transfer stages appear only when weights are configured.
   assert not [n for n in names if 'transfer' in n]
-  config.transfer.weights = '/weights'
-  with pytest.raises(KeyError, match='transfer'):
-    reproduce.plan(config, tmp_path)  # the stage config has no transfer block
+  with config.unlocked():
+    config.transfer.weights = '/weights'
+  transfer = [s for s in reproduce.plan(config, tmp_path) if s.kind == 'transfer']
+  assert len(transfer) == 3 * 3 * (9 + 1)
+  assert {s.config.transfer.arch for s in transfer} == {'alexnet', 'vgg16', 'resnet101'}
+  assert all(s.config.transfer.weights == '/weights' for s in transfer)
+
+
+def test_paper_config_has_the_paper_sizes(tmp_path):
+  config = load_config('paper')
+  stages = {s.name: s for s in reproduce.plan(config, tmp_path)}
+  assert stages['fold0/generate'].config.num_per_sign >= 18_000
+  assert stages['fold1/binary_AB_pretrain'].config.pretrain_per_class == 18_000
+  assert stages['fold1/ten_pretrain'].config.pretrain_per_class == 16_000
+  assert stages['fold1/ten_traditional'].config.pretrain_per_class == 16_000
+  assert stages['fold2/ten_finetune'].config.finetune_learning_rate == 1e-3
+  assert stages['fold2/ten_finetune'].config.width == 1.0
+
+
+def fake_load_split(data_dir, source, folds):
+  """Synthetic patches for every fold: mean intensity encodes the class."""
+  del data_dir, source
+  folds = [folds] if np.ndim(folds) == 0 else list(folds)
+  parts = []
+  for f in folds:
+    rng = np.random.default_rng(f)
+    labels = np.arange(30) % 10
+    images = np.tanh(rng.normal(0, 0.1, (30, 64, 64, 1))
+                     + (labels / 5 - 1)[:, None, None, None]).astype(np.float32)
+    slice_signs = np.zeros((30, 9), np.int32)
+    slice_signs[np.flatnonzero(labels < 9), labels[labels < 9]] = 1
+    parts.append({'image': images, 'label': labels.astype(np.int64),
+                  'slice_signs': slice_signs, 'fold': np.full(30, f, np.int32),
+                  'patient_id': np.array([f'p{f}_{i % 5}' for i in range(30)])})
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class Killed(BaseException):
+  """Stands for a kill: not an Exception, so the orchestrator does not catch it."""
+
+
+class KillOnce(reproduce.Runners):
+  """The real stage functions; counts calls; the first call of `kill_at` is killed."""
+
+  def __init__(self, kill_at=None):
+    self.calls = collections.Counter()
+    self.kill_at = kill_at
+
+  def _count(self, workdir):
+    name = f'{pathlib.Path(workdir).parent.name}/{pathlib.Path(workdir).name}'
+    self.calls[name] += 1
+    if name == self.kill_at:
+      self.kill_at = None
+      raise Killed(name)
+
+  def gan(self, config, workdir):
+    self._count(workdir)
+    return super().gan(config, workdir)
+
+  def generate(self, config, workdir):
+    self._count(workdir)
+    return super().generate(config, workdir)
+
+  def classifier(self, config, workdir):
+    self._count(workdir)
+    return super().classifier(config, workdir)
+
+
+def tiny_config():
+  """One held-out fold, one sign, a couple of steps, tiny networks."""
+  c = fake_config(folds=(0,), signs=('GGO',))
+  with c.unlocked():
+    c.generated_per_sign = c.generated_per_class = 16
+    c.sweep_sizes = (8, 16)
+    for stage in (c.gan, c.classifier):
+      stage.width, stage.batch_size, stage.log_every = 0.125, 8, 1
+    c.gan.num_steps, c.gan.gan.sample_every = 2, 2
+    c.generate.batch_size, c.generate.fig3_per_sign = 16, 2
+    for m in ('scratch', 'pretrain', 'finetune', 'traditional'):
+      c.methods[m].num_steps = 2
+      c.methods[m].learning_rate = 1e-3  # one optimiser: fewer compilations
+    c.ten_steps_factor = 1.0
+  return c
+
+
+def test_tiny_real_run_killed_then_resumed(tmp_path, monkeypatch):
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split)
+  config = tiny_config()
+  first = KillOnce(kill_at='fold0/binary_GGO_pretrain')
+  with pytest.raises(Killed):
+    reproduce.run(config, tmp_path, first)
+  finished = {p.parent.name: p.stat().st_mtime_ns for p in tmp_path.glob('fold0/*/metrics.json')}
+  assert {'gan', 'generate', 'ten_scratch', 'ten_pretrain', 'ten_finetune',
+          'ten_traditional'} <= set(finished)
+  assert 'binary_GGO_pretrain' not in finished
+
+  second = KillOnce()
+  readme, not_ok = reproduce.run(config, tmp_path, second)
+  assert not not_ok
+  # Nothing finished before the kill ran again; everything else ran exactly once.
+  assert not set(second.calls) & set(f'fold0/{n}' for n in finished)
+  assert set(second.calls.values()) == {1}
+  assert {p.parent.name: p.stat().st_mtime_ns
+          for p in tmp_path.glob('fold0/*/metrics.json') if p.parent.name in finished} == finished
+  text = readme.read_text()
+  assert text.splitlines()[0].startswith('# Results on SYNTHETIC PHANTOM data')
+  assert '## Table I' in text and '## Table II' in text
+  for png in ('fig3_real_vs_generated_fold0.png', 'confusion_ten_class.png',
+              'confusion_binary.png', 'fig4_pretraining_size.png', 'training_curves.png'):
+    assert (readme.parent / png).is_file() and f']({png})' in text, png

@@ -75,6 +75,20 @@ def _compare(table: tables.Table, ours: str, others) -> str:
   return ' '.join(out)
 
 
+def _chance(workdir) -> str:
+  """Chance levels of the 10-class held-out sets: the accuracy of always answering the
+  most frequent class, and the mean SE (balanced accuracy) of any constant answer."""
+  for m in paper_results.TABLE2_METHODS:
+    preds = results.stage_predictions(workdir, f'ten_{m}')
+    if preds:
+      labels = np.concatenate([y for y, _ in preds.values()])
+      share = np.bincount(labels, minlength=signs.NUM_CLASSES) / max(len(labels), 1)
+      return (f'Chance: AC {share.max():.3f} by always answering '
+              f'`{signs.CLASS_NAMES[int(share.argmax())]}` (its share of the held-out '
+              f'patches), mean SE {1 / signs.NUM_CLASSES:.3f}.')
+  return ''
+
+
 def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Table,
               report: pathlib.Path) -> str:
   """Fig. 5 section: the ImageNet transfer baselines beside our fine-tuned model."""
@@ -206,7 +220,7 @@ def write_report(workdir) -> pathlib.Path:
        f'(paper {" / ".join(tables.fmt(x) for x in paper_results.table1("mean", "finetune"))}).'),
       (f'- 10-class, fine-tuned: AC {tables.fmt(t2m.mean[0])}, mean SE '
        f'{tables.fmt(t2m.mean[1])}, mean SP {tables.fmt(t2m.mean[2])} (paper '
-       f'0.918 / 0.927 / 0.990; chance AC with 10 classes is at most the largest class share).'),
+       f'0.918 / 0.927 / 0.990). {_chance(workdir)}'),
       f'- Binary: {_compare(t1, "finetune", ("pretrain", "traditional"))}',
       f'- 10-class: {_compare(t2, "finetune", ("scratch", "pretrain", "traditional"))}',
       '',
@@ -247,17 +261,22 @@ def write_report(workdir) -> pathlib.Path:
 
 
 def _timings(status: dict) -> str:
-  """Wall time per stage kind, summed over folds."""
+  """Wall and CPU time per stage kind, summed over folds (skipped stages excluded)."""
   done = {k: v for k, v in status.items() if v.get('state') == 'done' and 'seconds' in v}
   if not done:
     return ''
-  by_kind: dict[str, list[float]] = {}
+  by_kind: dict[str, list[tuple[float, float]]] = {}
   for k, v in done.items():
     stage = k.split('/', 1)[-1]
     kind = ('binary ' + stage.rsplit('_', 1)[-1] if stage.startswith('binary_')
-            else 'sweep' if stage.startswith('sweep_') else stage)
-    by_kind.setdefault(kind, []).append(float(v['seconds']))
-  rows = '\n'.join(f'| {k} | {len(v)} | {np.sum(v):.0f} |' for k, v in sorted(by_kind.items()))
-  total = sum(np.sum(v) for v in by_kind.values())
-  return ('## Stage wall times\n\n| stage | runs | seconds |\n|---|---:|---:|\n' + rows
-          + f'\n| **all** | {len(done)} | {total:.0f} |\n')
+            else 'sweep ' + stage.rsplit('_', 1)[-1] if stage.startswith('sweep_') else stage)
+    by_kind.setdefault(kind, []).append((float(v['seconds']),
+                                         float(v.get('cpu_seconds', float('nan')))))
+  num = lambda x: '–' if math.isnan(x) else f'{x:.0f}'
+  rows = '\n'.join(f'| {k} | {len(v)} | {sum(w for w, _ in v):.0f} | '
+                   f'{num(sum(c for _, c in v))} |' for k, v in sorted(by_kind.items()))
+  wall = sum(w for v in by_kind.values() for w, _ in v)
+  cpu = sum(c for v in by_kind.values() for _, c in v)
+  return ('## Stage times\n\nWall seconds depend on the machine\'s load; CPU seconds (all '
+          'threads of this process) on the work.\n\n| stage | runs | wall s | CPU s |\n'
+          '|---|---:|---:|---:|\n' + rows + f'\n| **all** | {len(done)} | {wall:.0f} | {num(cpu)} |\n')

@@ -137,7 +137,7 @@ def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | Non
   for ax, (title, series) in zip(axes.flat, logged.items()):
     for tag, (x, y) in sorted(series.items()):
       if any(w in tag.lower() for w in ('loss', 'acc', 'kl', 'recon')):
-        ax.plot(x, y, label=tag, lw=1.2)
+        ax.plot(x, y, label=tag, lw=1.2, marker='o' if len(x) < 3 else None)
     ax.set_title(f'{title} (fold {min(folds)})', fontsize=9)
     ax.set_xlabel('step', fontsize=8)
     ax.tick_params(labelsize=7)
