@@ -288,10 +288,14 @@ def test_only_the_papers_layers_are_trained():
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     grads = nnx.grad(loss_fn)(nnx.merge(graphdef, params, rest))
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+    norms = (transfer_train.trained_norm(config, grads),
+             optax.global_norm([grads[n][v] for n in ('fc6', 'fc7', 'head')
+                                for v in ('kernel', 'bias')]))
+    return optax.apply_updates(params, updates), opt_state, norms
 
   model.train()
-  new, opt_state = step(params, rest, opt_state)
+  new, opt_state, norms = step(params, rest, opt_state)
+  np.testing.assert_allclose(norms[0], norms[1], rtol=1e-6)
   before, after = nnx.to_pure_dict(params), nnx.to_pure_dict(new)
   for name in ('conv1', 'conv5'):
     np.testing.assert_array_equal(before[name]['kernel'], after[name]['kernel'])

@@ -93,6 +93,17 @@ def make_optimizer(arch, lr):
                                param_labels(arch))
 
 
+def trained_norm(config, grads):
+  """Global norm of the trained layers' gradients (for logging).
+
+  A norm over all gradients keeps the frozen layers' gradients alive, and XLA then
+  back-propagates through the whole network: 2-3x slower steps for VGG16 on a CPU.
+  """
+  labels = param_labels(config.transfer.arch)(grads)
+  return optax.global_norm(jax.tree.map(
+      lambda g, label: g if label == 'trainable' else jnp.zeros((), g.dtype), grads, labels))
+
+
 def trainable_filter(config):
   """nnx filter of the fine-tuned params, e.g. for nnx.DiffState or nnx.Optimizer(wrt=)."""
   arch = config.transfer.arch
