@@ -318,6 +318,9 @@ def test_resnet_split_and_frozen_batchnorm():
   assert flat[('head', 'kernel')] == 'trainable'
   assert flat[('layer3', '22', 'conv3', 'kernel')] == 'frozen'
   assert flat[('conv1', 'kernel')] == 'frozen'
+  config = _config(arch='resnet101')
+  picked = nnx.state(model, transfer_train.trainable_filter(config))
+  assert {str(p[0]) for p, _ in nnx.to_flat_state(picked)} == {'layer4', 'head'}
   # model.train() switches block 4's BatchNorm to batch statistics, never the frozen ones.
   model.train()
   assert model.layer4[0].bn1.use_running_average is False

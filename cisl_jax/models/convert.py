@@ -218,8 +218,8 @@ def read_torch(path):
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # truncated zips and bad pickles raise many kinds of errors
     raise ConversionError(f'{path}: cannot be read as a torch state dict '
-                          f'({type(e).__name__}: {e}); the file is probably truncated or '
-                          'corrupt: copy or save it again.') from e
+                          f'({type(e).__name__}: {e}); the file is not a .pth file, or it '
+                          'is truncated or corrupt: copy or save it again.') from e
   if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'], dict):
     state = state['state_dict']
   if not isinstance(state, dict) or not all(hasattr(v, 'numpy') for v in state.values()):

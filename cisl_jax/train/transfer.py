@@ -107,8 +107,7 @@ def trained_norm(config, grads):
 def trainable_filter(config):
   """nnx filter of the fine-tuned params, e.g. for nnx.DiffState or nnx.Optimizer(wrt=)."""
   arch = config.transfer.arch
-  return nnx.All(nnx.Param, lambda path, _: any(str(k) in transfer.TRAINABLE[arch]
-                                                for k in path))
+  return nnx.All(nnx.Param, lambda path, _: transfer.is_trainable(arch, path))
 
 
 def preprocess(images, *, size, normalisation, method='nearest'):
