@@ -1,11 +1,12 @@
-# The README's commands. `make test` and `make demo` create .venv from setup.py first.
+# The README's commands. `make demo`, `make test` and `make bench` create .venv from setup.py first.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdir/quick
 DATA_DIR ?= data
+CARD := $(DATA_DIR)/cisl_patches/phantom/1.0.0/dataset_card.json
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo dataset bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,8 +15,19 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 
+# The phantom dataset is built once; `make clean` or deleting $(DATA_DIR) rebuilds it.
+$(CARD): | venv
+	$(BIN)/python launch/make_dataset.py --source=phantom --data_dir=$(DATA_DIR)
+
+dataset: $(CARD)
+
+# The paper's whole protocol in its quick config; a killed run continues where it stopped.
+demo: $(CARD)
+	$(BIN)/python launch/reproduce.py --config=configs/reproduce.py:quick \
+	  --workdir=$(WORKDIR) --config.data_dir=$(DATA_DIR)
+
 test: venv
 	$(BIN)/python -m pytest -n 2 -q tests
 
 clean:
-	rm -rf $(VENV) workdir data
+	rm -rf $(VENV) workdir $(DATA_DIR)
