@@ -82,7 +82,12 @@ def test_evaluate_and_write_section(tmp_path):
   assert set(res['per_sign']) == set(signs_lib.SIGNS)
   assert res['per_sign']['GGO']['memorisation']['pixel_share'] == 1.0
   assert res['per_sign']['OP']['memorisation']['pixel_share'] < 0.95
-  assert all(row['sign'] == 'GGO' for row in res['suspicious'])
+  first = res['suspicious'][0]
+  assert first['sign'] == 'GGO' and first['d_train'] == 0.0
+  assert len({row['sign'] for row in res['suspicious']}) == 4  # one per sign first
+  assert 'Caution' not in quality.to_markdown(res)
+  off_manifold = dict(res, overall=dict(res['overall'], precision=0.0))
+  assert 'Caution' in quality.to_markdown(off_manifold)
   paths = quality.write_quality_section(str(tmp_path / 'report'), res)
   data = json.loads(open(paths['json']).read())
   assert data['per_sign']['GGO']['num_generated'] == 30
