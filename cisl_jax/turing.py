@@ -247,7 +247,8 @@ def score(key: dict, answers: Mapping[str, dict], allow_missing: bool = False) -
   'total': rates}}, 'all_readers': {'per_sign', 'total'}} (pooled over readers).
   """
   by_id = {it['id']: it for it in key['items']}
-  signs = list(dict.fromkeys(it['sign'] for it in key['items']))
+  present = {it['sign'] for it in key['items']}
+  signs = [s for s in signs_lib.SIGNS if s in present]  # the paper's order
   readers, pooled = {}, []
   for name, ans in answers.items():
     check_answers(key, ans, name, allow_missing)

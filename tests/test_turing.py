@@ -95,6 +95,7 @@ def test_score_rates_per_sign_and_total():
   assert rb['per_sign']['CV']['generated_as_real_share'] == 0.0
   assert rb['total']['generated_as_real'] == 4 and rb['total']['num_generated'] == 36
   assert s['all_readers']['total']['generated_as_real'] == 40
+  assert list(ra['per_sign']) == list(signs_lib.SIGNS)
   md = turing.score_markdown(s)
   assert '| GGO | 100.0% (4/4) | 0.0% (0/4) |' in md and '## all readers, pooled' in md
 
