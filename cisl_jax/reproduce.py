@@ -210,23 +210,19 @@ CLASSIFIER_KINDS = ('scratch', 'pretrain', 'finetune', 'traditional', 'transfer'
 
 def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   """Seconds left: each remaining stage costs the mean measured time of its kind (over
-  every run of this workdir); an unmeasured classifier kind costs the mean of the
-  measured classifier stages; None while a remaining kind has no estimate."""
+  every run of this workdir); a kind not measured yet costs the mean of the measured
+  classifier stages (or of all measured stages); None before any measurement."""
   by_kind: dict[str, list[float]] = {}
   for v in status.values():
     if v.get('state') == 'done' and v.get('seconds') is not None:
       by_kind.setdefault(v['kind'], []).append(v['seconds'])
+  if not by_kind:
+    return None
   mean = {k: sum(v) / len(v) for k, v in by_kind.items()}
-  clf = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])]
-  total = 0.0
-  for s in todo:
-    if s.kind in mean:
-      total += mean[s.kind]
-    elif s.kind in CLASSIFIER_KINDS and clf:
-      total += sum(clf) / len(clf)
-    else:
-      return None
-  return total
+  fallback = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])] or [
+      s for v in by_kind.values() for s in v]
+  fallback_mean = sum(fallback) / len(fallback)
+  return sum(mean.get(s.kind, fallback_mean) for s in todo)
 
 
 def run(config, workdir, runners: Runners | None = None,
@@ -263,7 +259,7 @@ def run(config, workdir, runners: Runners | None = None,
       continue
     eta = _eta([s for s in stages[i:] if not is_done(s.workdir)], status)
     logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
-                 _duration(eta) if eta is not None else 'once each kind of stage has run')
+                 _duration(eta) if eta is not None else 'after the first stage')
     t0, cpu0 = time.time(), time.process_time()
     try:
       getattr(runners, stage.runner)(stage.config, stage.workdir)
