@@ -43,6 +43,13 @@ def _need(flag, command):
 
 
 def main(argv):
+  try:
+    _main(argv)
+  except (FileNotFoundError, ValueError) as e:  # bad paths or answers: the message says which
+    raise app.UsageError(str(e)) from e
+
+
+def _main(argv):
   if len(argv) < 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f'give a command: one of {", ".join(COMMANDS)}.')
   command, rest = argv[1], argv[2:]
@@ -56,11 +63,8 @@ def main(argv):
   elif command == 'score':
     key = turing.load_key(_need(_KEY, command))
     paths = [p for a in [_need(_ANSWERS, command)] + rest for p in a.split(',') if p]
-    try:
-      scores = turing.score(key, {p: turing.load_answers(p) for p in paths},
-                            allow_missing=_ALLOW_MISSING.value)
-    except turing.AnswersError as e:
-      raise app.UsageError(str(e)) from e
+    scores = turing.score(key, {p: turing.load_answers(p) for p in paths},
+                          allow_missing=_ALLOW_MISSING.value)
     md = turing.score_markdown(scores)
     if _OUT.value:
       os.makedirs(_OUT.value, exist_ok=True)
