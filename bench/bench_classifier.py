@@ -5,14 +5,12 @@ One Adam update of the paper's 10-class CNN (width 1.0) on a fixed random batch,
 same work as `peer_keras.py --model classifier`.
 """
 import argparse
-import sys
 
 import common  # bench/common.py  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-sys.path.insert(0, str(common.REPO))
 from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
 
@@ -41,9 +39,13 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--plain', action='store_true',
+                 help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
+  if a.plain:
+    common.use_plain_convolutions()
   seconds = common.time_steps(make_step(a.batch), a.steps)
-  common.report('classifier', a.batch, a.steps, seconds)
+  common.report('classifier', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax')
 
 
 if __name__ == '__main__':

@@ -4,14 +4,12 @@
 Inference-mode decoder at width 1.0 on `batch` signs per call, as generate.py runs it.
 """
 import argparse
-import sys
 
 import common  # bench/common.py  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-sys.path.insert(0, str(common.REPO))
 from cisl_jax import signs  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
@@ -21,7 +19,11 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--plain', action='store_true',
+                 help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
+  if a.plain:
+    common.use_plain_convolutions()
   config = common.load_config('train_gan', 'paper')
   init_key, _, _ = train_common.split_keys(config.seed)
   graphdef, state = gan.init_state(config, init_key, gan.make_optimizer(config))
@@ -33,7 +35,7 @@ def main():
     return gan.sample(graphdef, state, jax.random.key(counter['i']), labels)
 
   seconds = common.time_steps(step, a.steps)
-  common.report('generate', a.batch, a.steps, seconds)
+  common.report('generate', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax')
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import sys
 import time
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 import jax  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 
 def load_config(name: str, variant: str):
@@ -26,6 +28,19 @@ def load_config(name: str, variant: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(variant)
+
+
+def use_plain_convolutions() -> None:
+  """Builds the networks with plain nnx stride-2 (transposed) convolutions.
+
+  The straightforward version, for measuring what the fast forms of
+  cisl_jax.models.classifier buy (same parameters and results up to rounding).
+  """
+  import functools  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import classifier  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import cvae_gan  # pylint: disable=g-import-not-at-top
+  classifier.Classifier = functools.partial(classifier.Classifier, fast_conv=False)
+  cvae_gan.CVAEGAN = functools.partial(cvae_gan.CVAEGAN, fast_conv=False)
 
 
 def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
@@ -41,10 +56,10 @@ def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
 
 
 def report(model: str, batch: int, steps: int, seconds: float, items: int | None = None,
-           **extra) -> dict[str, Any]:
+           impl: str = 'jax', **extra) -> dict[str, Any]:
   """Prints and returns the peers' JSON line; `items` per step defaults to the batch."""
   items = batch if items is None else items
-  line = {'impl': 'jax', 'model': model, 'batch': batch, 'steps': steps,
+  line = {'impl': impl, 'model': model, 'batch': batch, 'steps': steps,
           'ms_per_step': round(seconds * 1e3, 2), 'img_per_s': round(items / seconds, 1),
           **extra}
   print(json.dumps(line), flush=True)

@@ -15,12 +15,16 @@ Critic (discriminator with 1 output, auxiliary classifier with 9):
   (5) FC num_outputs -> logits (sigmoid / softmax are left to the losses).
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
+`fast_conv=False` runs stride-2 (transposed) convolutions as plain nnx layers; the
+default computes the same maps in forms fast on XLA's CPU backend (classifier.py).
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from cisl_jax.models.classifier import batch_norm
+from cisl_jax.models.classifier import conv
+from cisl_jax.models.classifier import conv_transpose
 from cisl_jax.models.classifier import scaled
 
 LEAK = 0.2
@@ -34,16 +38,16 @@ class Encoder(nnx.Module):
   """`(x, y_onehot) -> (mu, logvar)`, each (B, latent_dim)."""
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
-               image_size: int = 64, rngs: nnx.Rngs):
+               image_size: int = 64, fast_conv: bool = True, rngs: nnx.Rngs):
     c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
     hidden = scaled(1024, width)
     self.num_classes, self.latent_dim = num_classes, latent_dim
-    self.conv1 = nnx.Conv(1 + num_classes, c1, (5, 5), 2, padding='SAME', rngs=rngs)
-    self.conv2 = nnx.Conv(c1, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv1 = conv(1 + num_classes, c1, 2, rngs, fast_conv)
+    self.conv2 = conv(c1, c2, 2, rngs, fast_conv)
     self.bn2 = batch_norm(c2, rngs)
-    self.conv3 = nnx.Conv(c2, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv3 = conv(c2, c3, 2, rngs, fast_conv)
     self.bn3 = batch_norm(c3, rngs)
-    self.conv4 = nnx.Conv(c3, c4, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv4 = conv(c3, c4, 2, rngs, fast_conv)
     self.bn4 = batch_norm(c4, rngs)
     side = -(-image_size // 16)
     self.fc5 = nnx.Linear(side * side * c4, hidden, rngs=rngs)
@@ -76,7 +80,8 @@ class Decoder(nnx.Module):
   """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
-               image_size: int = 64, output_batchnorm: bool = False, rngs: nnx.Rngs):
+               image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
+               rngs: nnx.Rngs):
     c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
     hidden = scaled(1024, width)
     self.num_classes, self.latent_dim = num_classes, latent_dim
@@ -86,13 +91,13 @@ class Decoder(nnx.Module):
     self.bn1 = batch_norm(hidden, rngs)
     self.fc2 = nnx.Linear(hidden, self.side * self.side * c4, rngs=rngs)
     self.bn2 = batch_norm(self.side * self.side * c4, rngs)
-    self.deconv3 = nnx.ConvTranspose(c4, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.deconv3 = conv_transpose(c4, c3, rngs, fast_conv)
     self.bn3 = batch_norm(c3, rngs)
-    self.deconv4 = nnx.ConvTranspose(c3, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.deconv4 = conv_transpose(c3, c2, rngs, fast_conv)
     self.bn4 = batch_norm(c2, rngs)
-    self.deconv5 = nnx.ConvTranspose(c2, c1, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.deconv5 = conv_transpose(c2, c1, rngs, fast_conv)
     self.bn5 = batch_norm(c1, rngs)
-    self.deconv6 = nnx.ConvTranspose(c1, 1, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.deconv6 = conv_transpose(c1, 1, rngs, fast_conv)
     self.bn6 = batch_norm(1, rngs) if output_batchnorm else None
 
   def __call__(self, z: jax.Array, y_onehot: jax.Array) -> jax.Array:
@@ -116,14 +121,14 @@ class Critic(nnx.Module):
   """
 
   def __init__(self, num_outputs: int, *, width: float = 1.0, image_size: int = 64,
-               rngs: nnx.Rngs):
+               fast_conv: bool = True, rngs: nnx.Rngs):
     c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
     hidden = scaled(512, width)
-    self.conv1 = nnx.Conv(1, c1, (5, 5), 1, padding='SAME', rngs=rngs)
+    self.conv1 = conv(1, c1, 1, rngs)
     self.bn1 = batch_norm(c1, rngs)
-    self.conv2 = nnx.Conv(c1, c2, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv2 = conv(c1, c2, 2, rngs, fast_conv)
     self.bn2 = batch_norm(c2, rngs)
-    self.conv3 = nnx.Conv(c2, c3, (5, 5), 2, padding='SAME', rngs=rngs)
+    self.conv3 = conv(c2, c3, 2, rngs, fast_conv)
     self.bn3 = batch_norm(c3, rngs)
     side = -(-image_size // 4)
     self.fc4 = nnx.Linear(side * side * c3, hidden, rngs=rngs)
@@ -153,14 +158,14 @@ class CVAEGAN(nnx.Module):
   """The four CVAE-GAN networks: .encoder .decoder .discriminator .classifier."""
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
-               image_size: int = 64, output_batchnorm: bool = False, rngs: nnx.Rngs):
+               image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
+               rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
-    self.encoder = Encoder(num_classes, latent_dim, width=width, image_size=image_size,
-                           rngs=rngs)
-    self.decoder = Decoder(num_classes, latent_dim, width=width, image_size=image_size,
-                           output_batchnorm=output_batchnorm, rngs=rngs)
-    self.discriminator = Critic(1, width=width, image_size=image_size, rngs=rngs)
-    self.classifier = Critic(num_classes, width=width, image_size=image_size, rngs=rngs)
+    kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
+    self.encoder = Encoder(num_classes, latent_dim, **kw)
+    self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm, **kw)
+    self.discriminator = Critic(1, **kw)
+    self.classifier = Critic(num_classes, **kw)
 
   def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:
     """Decodes prior samples z ~ N(0, I) for the given one-hot signs."""

@@ -1,0 +1,109 @@
+"""The fast stride-2 convolution forms give the straightforward results (issue 5).
+
+Layer level: values and gradients against lax; step level: the project's real
+classifier step and CVAE-GAN iteration, a few steps each, fast vs plain nnx layers.
+"""
+import functools
+import importlib.util
+import pathlib
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+import pytest
+
+from cisl_jax.models import classifier as classifier_lib
+from cisl_jax.models import cvae_gan
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+ORIGINAL_CVAEGAN = cvae_gan.CVAEGAN
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
+
+
+def load_config(name):
+  spec = importlib.util.spec_from_file_location(f'test_cfg_{name}', CONFIGS / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config('quick')
+  config.unlock()
+  config.width, config.batch_size = 0.125, 8
+  return config
+
+
+@pytest.mark.parametrize('shape,kernel', [((2, 8, 8, 3), (5, 5, 3, 4)),
+                                          ((2, 12, 8, 2), (5, 5, 2, 3)),
+                                          ((1, 6, 6, 2), (3, 3, 2, 2)),
+                                          ((1, 4, 4, 2), (4, 4, 2, 3))])
+def test_conv_forms_match_lax_values_and_gradients(shape, kernel):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  pairs = [
+      (classifier_lib.conv_stride2,
+       lambda a, b: lax.conv_general_dilated(a, b, (2, 2), 'SAME', dimension_numbers=DN)),
+      (classifier_lib.conv_transpose_stride2,
+       lambda a, b: lax.conv_transpose(a, b, (2, 2), 'SAME', dimension_numbers=DN)),
+  ]
+  for fast, plain in pairs:
+    np.testing.assert_allclose(fast(x, w), plain(x, w), atol=1e-4)
+    loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+    g_fast = jax.grad(loss(fast), (0, 1))(x, w)
+    g_plain = jax.grad(loss(plain), (0, 1))(x, w)
+    for a, b in zip(g_fast, g_plain):
+      np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_odd_sizes_fall_back_to_plain_layers():
+  layer = classifier_lib.Conv2x(2, 3, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (1, 7, 7, 2))
+  plain = nnx.Conv(2, 3, (5, 5), 2, padding='SAME', rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(layer(x), plain(x), atol=1e-5)
+
+
+def test_classifier_steps_match_plain_layers():
+  from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-not-at-top
+  from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  tx = optax.adam(1e-3)
+  x = jax.random.normal(jax.random.key(2), (8, 64, 64, 1))
+  batch = {'image': x, 'label': jnp.arange(8) % 10}
+  results = []
+  for fast in (True, False):
+    key = jax.random.key(0)
+    model = classifier_lib.Classifier(10, width=0.125, fast_conv=fast,
+                                      rngs=nnx.Rngs(params=key, dropout=key))
+    graphdef, state = common.split_model(model)
+    state['opt_state'] = tx.init(state['params'])
+    state['step'] = jnp.zeros((), jnp.int32)
+    step = train_lib.make_train_step(tx)
+    losses = []
+    for _ in range(3):
+      state, metrics = step(graphdef, state, batch, jax.random.key(3))
+      losses.append(float(metrics['loss']))
+    results.append(losses)
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
+
+
+def test_cvaegan_iterations_match_plain_layers(monkeypatch):
+  from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
+  from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
+  config = load_config('train_gan')
+  batch = {'image': jax.random.uniform(jax.random.key(4), (8, 64, 64, 1), minval=-1,
+                                       maxval=1),
+           'label': jnp.arange(8) % 9}
+  results = []
+  for fast in (True, False):
+    monkeypatch.setattr(cvae_gan, 'CVAEGAN',
+                        functools.partial(ORIGINAL_CVAEGAN, fast_conv=fast))
+    init_key, _, train_key = common.split_keys(0)
+    tx = gan.make_optimizer(config)
+    graphdef, state = gan.init_state(config, init_key, tx)
+    step = gan.make_train_step(config, tx)
+    out = []
+    for _ in range(2):
+      state, metrics = step(graphdef, state, batch, train_key)
+      out.append([float(metrics[k]) for k in ('loss_c', 'loss_d', 'loss_g')])
+    results.append(out)
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+
