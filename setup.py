@@ -36,6 +36,7 @@ setuptools.setup(
     description=('Lung CT imaging sign classification through deep learning on '
                  'small data: CVAE-GAN pre-training in JAX/Flax.'),
     packages=setuptools.find_packages(include=['cisl_jax', 'cisl_jax.*']),
+    package_data={'cisl_jax': ['turing_page.html']},  # the Turing-test page template
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={
