@@ -2,8 +2,8 @@
 
 Generator (encoder + decoder) objective, with the weights of the config
 (defaults: KL 3, pairwise 1, mean matching 1e-3 on D and 1e-3 on C):
-  kl * KL(q(z|x,c) || N(0, I))
-  + pairwise * (L2(x', x) + L2(f_D(x'), f_D(x)) + L2(f_C(x'), f_C(x)))   x' = reconstruction
+  kl * KL(q(z|x,c) || N(0, I))                 (summed over latent units)
+  + pairwise * (L2(x', x)                      (L2 summed over pixels; both per example) + L2(f_D(x'), f_D(x)) + L2(f_C(x'), f_C(x)))   x' = reconstruction
   + mean_d * ||mean f_D(x) - mean f_D(x_p)||^2 / 2                           x_p = prior sample
   + mean_c * sum_c ||mean f_C(x | c) - mean f_C(x_p | c)||^2 / 2
 Real-data features are targets: gradients do not flow into them.
@@ -32,16 +32,24 @@ def sigmoid_cross_entropy(logits: jax.Array, target: float) -> jax.Array:
 
 
 def kl_divergence(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  """KL(N(mu, exp(logvar)) || N(0, 1)), averaged over batch and latent units.
+  """KL(N(mu, exp(logvar)) || N(0, I)): summed over latent units, averaged over the batch.
 
-  The average (rather than the sum over units) matches the peers' and the weight 3.
+  Summed per example (Bao et al., and VAE practice), as is the L2 reconstruction over
+  pixels: the paper's weights (KL 3, L2 1) are only sensible at this normalisation.
+  Averaging both instead makes KL x 3 outweigh a pixel-averaged L2 and the posterior
+  collapses (quick runs gave pure noise; see BUILD_NOTES).
   """
-  return -0.5 * jnp.mean(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar))
+  per_unit = 1.0 + logvar - jnp.square(mu) - jnp.exp(logvar)
+  return -0.5 * jnp.mean(jnp.sum(per_unit.reshape(per_unit.shape[0], -1), axis=-1))
 
 
 def l2_reconstruction(x_rec: jax.Array, x: jax.Array) -> jax.Array:
-  """Half the mean squared error between the reconstruction and the real images."""
-  return 0.5 * jnp.mean(jnp.square(x_rec - jax.lax.stop_gradient(x)))
+  """Half the squared error, summed over pixels and averaged over the batch.
+
+  (The per-example sum, as the KL: see `kl_divergence`.)
+  """
+  sq = jnp.square(x_rec - jax.lax.stop_gradient(x))
+  return 0.5 * jnp.mean(jnp.sum(sq.reshape(sq.shape[0], -1), axis=-1))
 
 
 def pairwise_feature_matching(fake_features: jax.Array,

@@ -12,16 +12,17 @@ from cisl_jax import losses
 
 def test_kl_divergence():
   assert float(losses.kl_divergence(jnp.zeros((4, 8)), jnp.zeros((4, 8)))) == 0.0
-  # mu = 1, var = 1: 0.5 * mu^2 per unit.
-  np.testing.assert_allclose(losses.kl_divergence(jnp.ones((4, 8)), jnp.zeros((4, 8))), 0.5)
-  # mu = 0, var = e: 0.5 * (e - 1 - 1).
+  # mu = 1, var = 1: 0.5 * mu^2 per unit, summed over 8 units (per example).
+  np.testing.assert_allclose(losses.kl_divergence(jnp.ones((4, 8)), jnp.zeros((4, 8))), 4.0)
+  # mu = 0, var = e: 0.5 * (e - 1 - 1) per unit, 3 units.
   np.testing.assert_allclose(losses.kl_divergence(jnp.zeros((2, 3)), jnp.ones((2, 3))),
-                             0.5 * (math.e - 2), rtol=1e-6)
+                             3 * 0.5 * (math.e - 2), rtol=1e-6)
 
 
 def test_l2_reconstruction_and_pairwise():
   a, b = jnp.full((2, 4, 4, 1), 1.0), jnp.full((2, 4, 4, 1), -1.0)
-  np.testing.assert_allclose(losses.l2_reconstruction(a, b), 2.0)  # 0.5 * 2^2
+  # 0.5 * 2^2 per pixel, summed over 16 pixels (per example).
+  np.testing.assert_allclose(losses.l2_reconstruction(a, b), 32.0)
   np.testing.assert_allclose(losses.pairwise_feature_matching(a, b), 2.0)
   # Real features are targets only.
   g = jax.grad(losses.pairwise_feature_matching, argnums=1)(a, b)
