@@ -14,10 +14,10 @@ from cisl_jax.report import results
 SIGNS = ('GGO', 'CV')
 
 
-def _write_preds(stage_dir: pathlib.Path, labels, preds):
+def _write_preds(stage_dir: pathlib.Path, labels, preds, metrics=None):
   stage_dir.mkdir(parents=True, exist_ok=True)
   np.savez(stage_dir / 'predictions.npz', labels=np.asarray(labels), preds=np.asarray(preds))
-  (stage_dir / 'metrics.json').write_text('{}')
+  (stage_dir / 'metrics.json').write_text(json.dumps(metrics or {}))
 
 
 def _noisy(rng, labels, num_classes, p_correct):
@@ -25,7 +25,8 @@ def _noisy(rng, labels, num_classes, p_correct):
   return np.where(rng.random(labels.shape) < p_correct, labels, wrong)
 
 
-def make_workdir(root: pathlib.Path, num_folds=2, source='phantom', transfer=False):
+def make_workdir(root: pathlib.Path, num_folds=2, source='phantom', transfer=False,
+                 transfer_pretrained=True):
   """A workdir with every stage's predictions, better methods more often right."""
   rng = np.random.default_rng(0)
   quality = {'scratch': 0.3, 'pretrain': 0.6, 'finetune': 0.9, 'traditional': 0.7}
@@ -40,7 +41,8 @@ def make_workdir(root: pathlib.Path, num_folds=2, source='phantom', transfer=Fal
         _write_preds(fold / f'sweep_GGO_{n}_finetune', y, _noisy(rng, y, 2, 0.4 + n / 80))
       if transfer:
         y = np.repeat([0, 1], 20)
-        _write_preds(fold / f'binary_{s}_transfer_vgg16', y, _noisy(rng, y, 2, 0.6))
+        _write_preds(fold / f'binary_{s}_transfer_vgg16', y, _noisy(rng, y, 2, 0.6),
+                     {'transfer': {'arch': 'vgg16', 'pretrained': transfer_pretrained}})
     for m in paper_results.TABLE2_METHODS:
       y = np.arange(60) % signs.NUM_CLASSES
       _write_preds(fold / f'ten_{m}', y, _noisy(rng, y, signs.NUM_CLASSES, quality[m]))
@@ -91,6 +93,15 @@ def test_non_phantom_first_line_and_transfer(tmp_path):
   assert text.splitlines()[0] == '# Results on data source `manifest`'
   assert 'SYNTHETIC' not in text
   assert '| vgg16 |' in text and (tmp_path / 'report' / 'fig5_transfer.png').exists()
+  assert 'alexnet, resnet101: not run' in text
+
+
+def test_randomly_initialised_transfer_is_not_reported(tmp_path):
+  text = report.write_report(make_workdir(tmp_path, transfer=True,
+                                          transfer_pretrained=False)).read_text()
+  assert '| vgg16 |' not in text
+  assert 'vgg16: run with randomly initialised weights' in text
+  assert 'were not run: no ImageNet weights were configured' in text
 
 
 def test_cells_match_hand_computed(tmp_path):

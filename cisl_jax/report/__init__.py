@@ -20,8 +20,23 @@ from cisl_jax.report import results
 from cisl_jax.report import tables
 
 TRANSFER_ARCHS = ('alexnet', 'vgg16', 'resnet101')
-NO_TRANSFER_REASON = ('no ImageNet weights were configured (config.transfer.weights is '
-                      'empty), and this machine cannot download them')
+NO_TRANSFER_REASON = (
+    'no ImageNet weights were configured (config.transfer.weights is empty). Convert '
+    'keras.applications or torchvision weight files with launch/convert_weights.py and set '
+    '--config.transfer.weights=<folder>; randomly initialised networks are never reported '
+    'as transfer learning')
+
+
+def _random_init_archs(workdir, archs) -> list[str]:
+  """Archs whose transfer stages ran without converted ImageNet weights."""
+  out = []
+  for arch in archs:
+    for path in pathlib.Path(workdir).glob(f'fold*/*transfer_{arch}/metrics.json'):
+      info = json.loads(path.read_text()).get('transfer', {})
+      if not info.get('pretrained', False):
+        out.append(arch)
+        break
+  return out
 
 
 def _write_text(path: pathlib.Path, text: str):
@@ -94,8 +109,10 @@ def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Tab
   """Fig. 5 section: the ImageNet transfer baselines beside our fine-tuned model."""
   tcfg = cfg.get('transfer', {}) or {}
   archs = tuple(tcfg.get('archs') or TRANSFER_ARCHS)
+  random_init = _random_init_archs(workdir, archs)
+  archs = tuple(a for a in archs if a not in random_init)
   bars = {'(a) binary, mean over signs': {}, '(b) 10-class': {}}
-  lines = []
+  lines, ran = [], []
   for arch in archs:
     b = results.binary_mean_cell(workdir, [f'binary_{s}_transfer_{arch}' for s in sign_names])
     t = results.class_cell(workdir, f'ten_transfer_{arch}', None)
@@ -104,12 +121,21 @@ def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Tab
     if t.num_folds:
       bars['(b) 10-class'][arch] = t.mean
     if b.num_folds or t.num_folds:
+      ran.append(arch)
       lines.append(f'| {arch} | ' + ' | '.join(
           tables.fmt(x) for x in list(b.mean) + list(t.mean)) + ' |')
+  not_run = [a for a in archs if a not in ran]
+  notes = ''
+  if random_init:
+    notes += (f'\n{", ".join(random_init)}: run with randomly initialised weights, so not '
+              'reported as ImageNet transfer learning.\n')
   if not lines:
     reason = tcfg.get('reason') or NO_TRANSFER_REASON
     return ('## Transfer learning (Fig. 5)\n\nThe ImageNet transfer baselines (AlexNet, '
-            f'VGG16, ResNet-101) were not run: {reason}.\n')
+            f'VGG16, ResNet-101) were not run: {reason}.\n' + notes)
+  if not_run:
+    notes += (f'\n{", ".join(not_run)}: not run (no converted weights folder for it under '
+              'config.transfer.weights).\n')
   bars['(a) binary, mean over signs']['ours (fine-tuned)'] = ft1.cells['mean', 'finetune'].mean
   bars['(b) 10-class']['ours (fine-tuned)'] = ft2.cells['mean', 'finetune'].mean
   png = figures.fig5(bars, report / 'fig5_transfer.png')
@@ -118,7 +144,7 @@ def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Tab
   return ('## Transfer learning (Fig. 5)\n\n| model | binary AC | binary SE | binary SP | '
           '10-class AC | 10-class SE | 10-class SP |\n|---|---:|---:|---:|---:|---:|---:|\n'
           + '\n'.join(lines + [ours]) + '\n\n'
-          + (f'![Fig. 5]({png.name})\n' if png else ''))
+          + (f'![Fig. 5]({png.name})\n' if png else '') + notes)
 
 
 def _quality(workdir, report: pathlib.Path) -> str:
