@@ -39,13 +39,14 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--steps', type=int, default=10)
+  p.add_argument('--width', type=float, default=1.0, help='channel multiplier (paper: 1)')
   p.add_argument('--plain', action='store_true',
                  help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
   if a.plain:
     common.use_plain_convolutions()
-  seconds = common.time_steps(make_step(a.batch), a.steps)
-  common.report('cvaegan', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax')
+  seconds = common.time_steps(make_step(a.batch, a.width), a.steps)
+  common.report('cvaegan', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax', width=a.width)
 
 
 if __name__ == '__main__':
