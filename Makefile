@@ -26,8 +26,18 @@ demo: $(CARD)
 	$(BIN)/python launch/reproduce.py --config=configs/reproduce.py:quick \
 	  --workdir=$(WORKDIR) --config.data_dir=$(DATA_DIR)
 
+# Our steps beside the Keras and PyTorch peers (../shared/peers), one run, same machine.
+# PyTorch goes into its own venv: it is never part of the project's install.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/bin/python:
+	$(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q torch==2.13.0
+
+bench: venv $(PEERS_VENV)/bin/python
+	$(BIN)/python bench/run.py --torch_python=$(PEERS_VENV)/bin/python
+
 test: venv
 	$(BIN)/python -m pytest -n 2 -q tests
 
 clean:
-	rm -rf $(VENV) workdir $(DATA_DIR)
+	rm -rf $(VENV) $(PEERS_VENV) workdir $(DATA_DIR)
