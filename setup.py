@@ -44,5 +44,7 @@ setuptools.setup(
         # Optional: the torchvision-layout equivalence tests and --source=torch weight
         # conversion. The CPU build of this version is what the project was tested with.
         'torch': ['torch==2.13.0'],
+        # NVIDIA GPUs: the CUDA 12 plugin of the same jaxlib release.
+        'gpu': ['jax[cuda12]==0.10.2'],
     },
 )
