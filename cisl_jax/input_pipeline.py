@@ -252,12 +252,14 @@ def _check(images, labels):
 
 
 def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                  num_epochs: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                  num_epochs: int | None = None,
+                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
   """Shuffled, repeated, fixed-shape training batches {'image', 'label'}.
 
   The order depends only on `seed` (two runs see the same batches); every epoch is
   reshuffled; the last partial batch of the stream is dropped so shapes never change.
-  `num_epochs=None` repeats forever.
+  `num_epochs=None` repeats forever. `start_step=k` starts at the stream's k-th batch,
+  so a resumed run sees exactly the batches an uninterrupted one would.
   """
   images, labels = _check(images, labels)
   n = len(labels)
@@ -268,6 +270,8 @@ def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
   ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat(num_epochs)
   ds = ds.batch(batch_size, drop_remainder=True)
+  # Skipping index batches before the gather costs microseconds per batch.
+  ds = ds.skip(start_step)
   ds = ds.map(_gather_fn(images, labels, batch_size, pad=False),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)

@@ -37,6 +37,15 @@ def test_train_batches_fixed_shape_and_deterministic():
       assert a['label'][i] == lab
 
 
+def test_train_batches_resume_at_a_step_continues_the_same_stream():
+  a = _arrays(30)
+  full = input_pipeline.train_batches(a['image'], a['label'], 8, seed=5)
+  stream = [next(full)['image'] for _ in range(9)]  # crosses two epoch boundaries
+  resumed = input_pipeline.train_batches(a['image'], a['label'], 8, seed=5, start_step=4)
+  for want in stream[4:]:
+    np.testing.assert_array_equal(next(resumed)['image'], want)
+
+
 def test_train_batches_epochs_drop_remainder():
   a = _arrays(20)
   batches = list(input_pipeline.train_batches(a['image'], a['label'], 6, seed=0, num_epochs=1))

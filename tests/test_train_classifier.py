@@ -106,17 +106,18 @@ def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch):
 
   # A run stopped after 3 steps (checkpoint at 2), then started again.
   broken = str(tmp_path / 'broken')
-  real_batch = common.BatchSampler.batch
+  real_batches = input_pipeline.train_batches
 
-  def stop_at_3(self, step, **arrays):
-    if step == 3:
-      raise KeyboardInterrupt
-    return real_batch(self, step, **arrays)
+  def stop_at_3(*args, **kwargs):  # the process dies while fetching batch 3
+    stream = real_batches(*args, **kwargs)
+    for _ in range(3):
+      yield next(stream)
+    raise KeyboardInterrupt
 
-  monkeypatch.setattr(common.BatchSampler, 'batch', stop_at_3)
+  monkeypatch.setattr(input_pipeline, 'train_batches', stop_at_3)
   with pytest.raises(KeyboardInterrupt):
     classifier.train_and_evaluate(tiny_config(), broken)
-  monkeypatch.setattr(common.BatchSampler, 'batch', real_batch)
+  monkeypatch.setattr(input_pipeline, 'train_batches', real_batches)
   classifier.train_and_evaluate(tiny_config(), broken)
   a, b = read_checkpoint(full), read_checkpoint(broken)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -63,17 +63,18 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   assert result['held_out']['num_patches'] == 18  # sign patches only
 
   broken = str(tmp_path / 'broken')
-  real_batch = common.BatchSampler.batch
+  real_batches = input_pipeline.train_batches
 
-  def stop_at_3(self, step, **arrays):
-    if step == 3:
-      raise KeyboardInterrupt
-    return real_batch(self, step, **arrays)
+  def stop_at_3(*args, **kwargs):  # the process dies while fetching batch 3
+    stream = real_batches(*args, **kwargs)
+    for _ in range(3):
+      yield next(stream)
+    raise KeyboardInterrupt
 
-  monkeypatch.setattr(common.BatchSampler, 'batch', stop_at_3)
+  monkeypatch.setattr(input_pipeline, 'train_batches', stop_at_3)
   with pytest.raises(KeyboardInterrupt):
     gan.train_and_evaluate(tiny_config(), broken)
-  monkeypatch.setattr(common.BatchSampler, 'batch', real_batch)
+  monkeypatch.setattr(input_pipeline, 'train_batches', real_batches)
   gan.train_and_evaluate(tiny_config(), broken)
   a, b = read_checkpoint(full), read_checkpoint(broken)
   assert jax.tree.structure(a) == jax.tree.structure(b)

@@ -249,12 +249,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start = start or 0
   augment_cfg = config.augment if config.mode == 'augment' else None
   train_step = make_train_step(tx, preprocess_fn, augment_cfg)
-  sampler = common.BatchSampler(len(labels), batch_size, data_seed)
+  # tf.data feeds the patches; starting at `start` resumes the exact batch stream.
+  batches = input_pipeline.train_batches(images, labels, batch_size, data_seed, start_step=start)
   summaries = common.Summaries(workdir)
   progress = common.Progress(f'classifier/{config.mode}', num_steps, start, config.log_every)
   last = {}
   for step in range(start, num_steps):
-    batch = sharding.shard_batch(sampler.batch(step, image=images, label=labels), mesh)
+    batch = sharding.shard_batch(next(batches), mesh)
     state, metrics = train_step(graphdef, state, batch, train_key)
     metrics = jax.device_get(metrics)
     common.check_finite(step, metrics, ckpt.last_good())

@@ -3,7 +3,6 @@
 - Keys: one `config.seed` splits once into init, data and train keys; step `s` uses
   `fold_in(train_key, s)`, and batch `s` is a pure function of (data seed, s), so a
   run resumed at any step continues exactly as an uninterrupted one.
-- `BatchSampler`: epoch-shuffled, fixed-size batches by index, O(1) to resume.
 - `Progress`: steps/s and time left in the log; `Summaries`: TensorBoard scalars and
   image grids through tf.summary (TensorFlow kept off the GPUs).
 - `check_finite`: the NaN guard.
@@ -66,33 +65,6 @@ def new_batch_stats(model: nnx.Module) -> Any:
 def global_norm(tree: Any) -> jax.Array:
   leaves = jax.tree.leaves(tree)
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
-
-
-class BatchSampler:
-  """Index batches of a dataset of `size`: reshuffled every epoch, last partial dropped.
-
-  `indices(step)` depends only on (seed, step): the permutation of epoch e is drawn
-  from numpy's generator seeded with (seed, e), so resuming needs no replay.
-  """
-
-  def __init__(self, size: int, batch_size: int, seed: int):
-    if size < batch_size:
-      raise ValueError(f'{size} training examples cannot fill one batch of {batch_size}; '
-                       'lower --config.batch_size.')
-    self.size, self.batch_size, self.seed = size, batch_size, seed
-    self.steps_per_epoch = size // batch_size
-    self._epoch, self._perm = -1, None
-
-  def indices(self, step: int) -> np.ndarray:
-    epoch, i = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-      self._epoch = epoch
-    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-
-  def batch(self, step: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
-    idx = np.sort(self.indices(step))  # sorted gathers are faster; order is irrelevant
-    return {k: v[idx] for k, v in arrays.items()}
 
 
 class Progress:

@@ -268,14 +268,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                    keep=config.keep_checkpoints)
   state, start = ckpt.restore_latest(state)
   start = start or 0
-  sampler = common.BatchSampler(len(labels), config.batch_size, data_seed)
+  # tf.data feeds the patches; starting at `start` resumes the exact batch stream.
+  batches = input_pipeline.train_batches(images, labels, config.batch_size, data_seed, start_step=start)
   train_step = make_train_step(config, tx)
   summaries = common.Summaries(workdir)
   progress = common.Progress('gan', config.num_steps, start, config.log_every)
   sample_key = jax.random.fold_in(init_key, 1)  # fixed noise for the TensorBoard grids
   logged = {}
   for step in range(start, config.num_steps):
-    batch = sharding.shard_batch(sampler.batch(step, image=images, label=labels), mesh)
+    batch = sharding.shard_batch(next(batches), mesh)
     state, metrics = train_step(graphdef, state, batch, train_key)
     metrics = jax.device_get(metrics)
     common.check_finite(step, metrics, ckpt.last_good())
