@@ -9,7 +9,6 @@ import argparse
 import common  # bench/common.py  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
 from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top

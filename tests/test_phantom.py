@@ -1,6 +1,5 @@
 """Tests of the phantom source: DICOM, manifest, counts, seeds and each sign's HU."""
 import csv
-import pathlib
 
 import numpy as np
 import pydicom

@@ -6,7 +6,6 @@ import pathlib
 
 import numpy as np
 import pytest
-import pytest
 
 from cisl_jax import reproduce
 

@@ -9,7 +9,6 @@ A cell (a sign or class, a method) gets: mean +- std over folds of AC, SE, SP, a
 import contextlib
 import dataclasses
 import json
-import math
 import pathlib
 import re
 import warnings

@@ -17,7 +17,6 @@ looks they imitate. Results on the phantom are results on a phantom.
 import csv
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -27,7 +26,6 @@ from collections.abc import Mapping
 
 from absl import logging
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom import uid as pydicom_uid
 
