@@ -29,12 +29,13 @@ demo: $(CARD)
 # Our steps beside the Keras and PyTorch peers (../shared/peers), one run, same machine.
 # PyTorch goes into its own venv: it is never part of the project's install.
 PEERS_VENV ?= .venv-peers
+PEERS_DIR ?= ../shared/peers
 $(PEERS_VENV)/bin/python:
 	$(PY) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install -q torch==2.13.0
 
 bench: venv $(PEERS_VENV)/bin/python
-	$(BIN)/python bench/run.py --torch_python=$(PEERS_VENV)/bin/python
+	$(BIN)/python bench/run.py --torch_python=$(PEERS_VENV)/bin/python --peers_dir=$(PEERS_DIR)
 
 test: venv
 	$(BIN)/python -m pytest -n 2 -q tests

@@ -59,6 +59,9 @@ def main():
   batches = ([int(b) for b in a.batches.split(',')] if a.batches
              else sorted({64, paper_batch()}))
   peers = pathlib.Path(a.peers_dir)
+  if not (peers / 'peer_keras.py').exists():
+    sys.exit(f'{peers}: no peer_keras.py there; pass --peers_dir (make bench PEERS_DIR=...) '
+             'pointing at the shared peers folder.')
   have_torch = os.path.exists(a.torch_python)
   if not have_torch:
     print(f'# PyTorch peer skipped: {a.torch_python} not found (make a separate venv: '
@@ -69,8 +72,10 @@ def main():
     steps = a.steps or DEFAULT_STEPS.get(model, 10)
     for batch in batches:
       if model == 'generate':
-        run_json([sys.executable, str(HERE / 'bench_generate.py'), '--batch', str(batch),
-                  '--steps', str(steps)])
+        line = run_json([sys.executable, str(HERE / 'bench_generate.py'), '--batch',
+                         str(batch), '--steps', str(steps)])
+        if line:
+          print(json.dumps(line), flush=True)
         continue
       if model == 'input_pipeline':
         script = HERE / 'bench_input_pipeline.py'
