@@ -4,8 +4,6 @@
 One Adam update of the paper's 10-class CNN (width 1.0) on a fixed random batch, the
 same work as `peer_keras.py --model classifier`.
 """
-import argparse
-
 import common  # bench/common.py  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
@@ -34,19 +32,5 @@ def make_step(batch: int, width: float = 1.0):
   return step
 
 
-def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--batch', type=int, default=64)
-  p.add_argument('--steps', type=int, default=20)
-  p.add_argument('--width', type=float, default=1.0, help='channel multiplier (paper: 1)')
-  p.add_argument('--plain', action='store_true',
-                 help='plain nnx stride-2 convolutions (the straightforward version)')
-  a = p.parse_args()
-  if a.plain:
-    common.use_plain_convolutions()
-  seconds = common.time_steps(make_step(a.batch, a.width), a.steps)
-  common.report('classifier', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax', width=a.width)
-
-
 if __name__ == '__main__':
-  main()
+  common.step_benchmark_main('classifier', make_step, default_steps=20)

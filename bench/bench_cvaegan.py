@@ -4,8 +4,6 @@
 One iteration updates the auxiliary classifier, the discriminator and encoder+decoder
 (width 1.0, latent 64, 9 signs): the work of `peer_keras.py --model cvaegan`.
 """
-import argparse
-
 import common  # bench/common.py  # pylint: disable=g-bad-import-order
 
 import jax  # pylint: disable=g-import-not-at-top
@@ -35,19 +33,5 @@ def make_step(batch: int, width: float = 1.0):
   return step
 
 
-def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--batch', type=int, default=64)
-  p.add_argument('--steps', type=int, default=10)
-  p.add_argument('--width', type=float, default=1.0, help='channel multiplier (paper: 1)')
-  p.add_argument('--plain', action='store_true',
-                 help='plain nnx stride-2 convolutions (the straightforward version)')
-  a = p.parse_args()
-  if a.plain:
-    common.use_plain_convolutions()
-  seconds = common.time_steps(make_step(a.batch, a.width), a.steps)
-  common.report('cvaegan', a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax', width=a.width)
-
-
 if __name__ == '__main__':
-  main()
+  common.step_benchmark_main('cvaegan', make_step, default_steps=10)

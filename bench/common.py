@@ -4,6 +4,7 @@ Like ../shared/peers: 3 warm-up steps, then `steps` timed steps with perf_counte
 blocking on the result; one JSON line {"impl", "model", "batch", "steps",
 "ms_per_step", "img_per_s"} on stdout.
 """
+import argparse
 import importlib.util
 import json
 import os
@@ -64,3 +65,20 @@ def report(model: str, batch: int, steps: int, seconds: float, items: int | None
           **extra}
   print(json.dumps(line), flush=True)
   return line
+
+
+def step_benchmark_main(model: str, make_step: Callable[[int, float], Callable[[], Any]],
+                        default_steps: int) -> None:
+  """The command line of a train-step benchmark: --batch, --steps, --width, --plain."""
+  p = argparse.ArgumentParser()
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--steps', type=int, default=default_steps)
+  p.add_argument('--width', type=float, default=1.0, help='channel multiplier (paper: 1)')
+  p.add_argument('--plain', action='store_true',
+                 help='plain nnx stride-2 convolutions (the straightforward version)')
+  a = p.parse_args()
+  if a.plain:
+    use_plain_convolutions()
+  seconds = time_steps(make_step(a.batch, a.width), a.steps)
+  report(model, a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax',
+         width=a.width)
