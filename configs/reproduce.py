@@ -64,11 +64,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   if quick:
     # Small widths and one batch size everywhere: one compile per shape serves all of the
     # ~110 stages (see BUILD_NOTES for the measured stage times).
-    c.gan.width = 0.125
-    # 800 iterations (~150 s per fold on 2 cores): at 200 the samples were sign-less
-    # blurred blobs; by 800 cavities, dense nodules and large consolidations appear per
-    # sign (BUILD_NOTES, "Final measurements").
-    c.gan.num_steps = 800
     c.classifier.width = 0.125
     c.classifier.batch_size = 32
   # Steps and learning rate per method (num_steps 0: the classifier config's epochs).
