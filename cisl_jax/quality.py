@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cisl_jax import signs as signs_lib
+from cisl_jax import stage_files
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 # Below this overall precision the generated set is off the real manifold and the
@@ -322,13 +323,6 @@ def plot_suspicious(suspicious: Sequence[dict], path: str) -> None:
   os.replace(tmp, path)
 
 
-def _write_text(path: str, text: str) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_quality_section(out_dir: str, results: dict) -> dict:
   """Writes quality.json, quality.md and memorisation.png into out_dir (atomically).
 
@@ -342,9 +336,9 @@ def write_quality_section(out_dir: str, results: dict) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   paths = {'json': os.path.join(out_dir, 'quality.json'),
            'markdown': os.path.join(out_dir, 'quality.md'), 'figure': None}
-  _write_text(paths['json'], json.dumps(_jsonable(results), indent=2, allow_nan=False))
+  stage_files.write_text(paths['json'], json.dumps(_jsonable(results), indent=2, allow_nan=False))
   section = to_markdown(results)
-  _write_text(paths['markdown'], section)
+  stage_files.write_text(paths['markdown'], section)
   if results['suspicious']:
     paths['figure'] = os.path.join(out_dir, 'memorisation.png')
     plot_suspicious(results['suspicious'], paths['figure'])
@@ -500,5 +494,5 @@ def run_stage(config, workdir: str) -> dict:
   write_quality_section(workdir, res)
   metrics = _jsonable({k: v for k, v in res.items() if k != 'suspicious'})
   metrics['generated_dir'] = gen_dir
-  _write_text(metrics_path, json.dumps(metrics, indent=2))
+  stage_files.write_text(metrics_path, json.dumps(metrics, indent=2))
   return metrics

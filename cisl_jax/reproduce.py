@@ -13,9 +13,7 @@ need it are marked blocked, every other stage still runs, and the report lists t
 import copy
 import dataclasses
 import json
-import os
 import pathlib
-import tempfile
 import time
 import traceback
 from typing import Any
@@ -24,10 +22,12 @@ from absl import logging
 import ml_collections
 
 from cisl_jax import signs
+from cisl_jax import stage_files
+from cisl_jax.stage_files import METRICS_FILE
+from cisl_jax.stage_files import is_done
 
 STATUS_FILE = 'status.json'
 SETTINGS_FILE = 'reproduce.json'
-METRICS_FILE = 'metrics.json'
 
 
 @dataclasses.dataclass
@@ -62,20 +62,6 @@ class Runners:
   def quality(self, config, workdir):
     from cisl_jax import quality  # pylint: disable=g-import-not-at-top
     return quality.run_stage(config, str(workdir))
-
-
-def is_done(workdir) -> bool:
-  """A stage is done when its folder holds metrics.json (written last, atomically)."""
-  return (pathlib.Path(workdir) / METRICS_FILE).is_file()
-
-
-def _write_json(path: pathlib.Path, obj: Any):
-  """Atomic JSON write: temp file in the same folder, then rename."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-', suffix='.json')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 def _override(base: ml_collections.ConfigDict, where: str, **fields) -> ml_collections.ConfigDict:
@@ -235,7 +221,7 @@ def run(config, workdir, runners: Runners | None = None,
   runners = runners or Runners()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_json(workdir / SETTINGS_FILE, settings(config))
+  stage_files.write_json(workdir / SETTINGS_FILE, settings(config))
   status_path = workdir / STATUS_FILE
   status = json.loads(status_path.read_text()) if status_path.exists() else {}
   stages = plan(config, workdir)
@@ -255,7 +241,7 @@ def run(config, workdir, runners: Runners | None = None,
                             'error': f'needs {", ".join(missing)}, which did not finish'}
       not_ok.append(stage.name)
       logging.error('%s: blocked: needs %s', prefix, ', '.join(missing))
-      _write_json(status_path, status)
+      stage_files.write_json(status_path, status)
       continue
     eta = _eta([s for s in stages[i:] if not is_done(s.workdir)], status)
     logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
@@ -280,8 +266,8 @@ def run(config, workdir, runners: Runners | None = None,
                             'cpu_seconds': time.process_time() - cpu0}
       logging.info('%s: done in %.1fs (%.1f CPU s)', prefix, time.time() - t0,
                    time.process_time() - cpu0)
-    _write_json(status_path, status)
-  _write_json(status_path, status)
+    stage_files.write_json(status_path, status)
+  stage_files.write_json(status_path, status)
   logging.info('all %d stages visited in %s; %d failed or blocked', len(stages),
                _duration(time.time() - start), len(not_ok))
   readme = None

@@ -7,7 +7,6 @@ Sections whose stages have not run say so instead of showing numbers.
 """
 import json
 import math
-import os
 import pathlib
 import shutil
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from cisl_jax import paper_results
 from cisl_jax import signs
+from cisl_jax import stage_files
 from cisl_jax.report import figures
 from cisl_jax.report import results
 from cisl_jax.report import tables
@@ -37,13 +37,6 @@ def _random_init_archs(workdir, archs) -> list[str]:
         out.append(arch)
         break
   return out
-
-
-def _write_text(path: pathlib.Path, text: str):
-  """Atomic text write: temp file in the same folder, then rename."""
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
 
 
 def first_line(source: str, data_dir: str = '') -> str:
@@ -213,8 +206,8 @@ def write_report(workdir) -> pathlib.Path:
 
   t1 = tables.table1(workdir, sign_names)
   t2 = tables.table2(workdir)
-  _write_text(report / 'table1_binary.csv', tables.to_csv(t1))
-  _write_text(report / 'table2_ten_class.csv', tables.to_csv(t2))
+  stage_files.write_text(report / 'table1_binary.csv', tables.to_csv(t1))
+  stage_files.write_text(report / 'table2_ten_class.csv', tables.to_csv(t2))
   titles = tables.METHOD_TITLES
   cm2 = figures.confusion_ten(workdir, paper_results.TABLE2_METHODS, titles,
                               report / 'confusion_ten_class.png')
@@ -282,7 +275,7 @@ def write_report(workdir) -> pathlib.Path:
       _timings(status),
   ]
   readme = report / 'README.md'
-  _write_text(readme, '\n'.join(parts).rstrip() + '\n')
+  stage_files.write_text(readme, '\n'.join(parts).rstrip() + '\n')
   return readme
 
 

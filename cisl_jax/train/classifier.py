@@ -218,14 +218,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   finished and is returned as is.
   """
   _check_mode(config)
-  if common.is_done(workdir):
-    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
-    return common.read_metrics(workdir)
-  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
-                                  config.process_id)
-  os.makedirs(workdir, exist_ok=True)
-  common.write_json(os.path.join(workdir, 'config.json'), common.to_dict(config))
-  mesh = sharding.make_mesh()
+  if (done := common.finished(workdir)) is not None:
+    return done
+  mesh = common.start_stage(config, workdir)
   init_key, data_seed, train_key = common.split_keys(config.seed)
   images, labels, epoch_size = training_data(config, data_seed)
   batch_size, num_steps = schedule(config, epoch_size)
@@ -308,9 +303,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   model (task, width, mode) is rebuilt from that run's config.json; the data are the
   held-out fold config.fold of config.data_dir / config.source.
   """
-  if common.is_done(workdir):
-    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
-    return common.read_metrics(workdir)
+  if (done := common.finished(workdir)) is not None:
+    return done
   source = config.classifier_workdir or workdir
   config_path = os.path.join(source, 'config.json')
   if not os.path.isfile(config_path):

@@ -6,8 +6,9 @@
 - `Progress`: steps/s and time left in the log; `Summaries`: TensorBoard scalars and
   image grids through tf.summary (TensorFlow kept off the GPUs).
 - `check_finite`: the NaN guard.
-- `is_done`, `write_json`: finished stages are recognised by their metrics.json,
-  written atomically.
+- `start_stage`: multi-host join, config.json, the device mesh.
+- `finished`, `is_done`, `write_json` (from cisl_jax/stage_files.py): finished stages are
+  recognised by their metrics.json, written atomically.
 """
 import collections
 import json
@@ -22,7 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-METRICS_FILE = 'metrics.json'
+from cisl_jax import sharding
+from cisl_jax import stage_files
+
+# The stage-file contract, shared with the orchestrator (cisl_jax/stage_files.py).
+METRICS_FILE = stage_files.METRICS_FILE
+finished = stage_files.finished
+is_done = stage_files.is_done
+read_metrics = stage_files.read_metrics
+write_json = stage_files.write_json
+
 
 # How many times each jitted step function has been traced (tests assert 1).
 TRACES: collections.Counter = collections.Counter()
@@ -149,27 +159,6 @@ def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:
         'check the inputs; restarting in the same workdir resumes from that checkpoint.')
 
 
-def is_done(workdir: str) -> bool:
-  """True when the stage in `workdir` has finished (its metrics.json exists)."""
-  return os.path.isfile(os.path.join(workdir, METRICS_FILE))
-
-
-def read_metrics(workdir: str) -> dict[str, Any]:
-  with open(os.path.join(workdir, METRICS_FILE)) as f:
-    return json.load(f)
-
-
-def write_json(path: str, obj: Any) -> str:
-  """Writes JSON atomically (temp file in the same folder, then os.replace)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.json')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-  os.replace(tmp, path)
-  return path
-
-
 def save_npz(path: str, **arrays: np.ndarray) -> str:
   """Writes an .npz atomically."""
   folder = os.path.dirname(os.path.abspath(path))
@@ -179,16 +168,6 @@ def save_npz(path: str, **arrays: np.ndarray) -> str:
     np.savez(f, **arrays)
   os.replace(tmp, path)
   return path
-
-
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, (np.floating,)):
-    return float(x)
-  if isinstance(x, (np.ndarray, jax.Array)):
-    return np.asarray(x).tolist()
-  raise TypeError(f'not JSON serialisable: {type(x)}')
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -222,3 +201,13 @@ def task_name(config: Any) -> str:
     return 'binary'
   raise ValueError(f"config.task={task!r}: use 'ten' (10-class) or 'binary' (one sign, "
                    'set --config.sign).')
+
+
+def start_stage(config: Any, workdir: str):
+  """Joins a multi-host run if configured, records config.json in `workdir`, and
+  returns the mesh of all devices."""
+  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
+                                  config.process_id)
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, 'config.json'), to_dict(config))
+  return sharding.make_mesh()

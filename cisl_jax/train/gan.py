@@ -244,14 +244,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Resumes from the latest checkpoint in `workdir`; returns the metrics (also written to
   `<workdir>/metrics.json`, whose presence marks the stage as done).
   """
-  if common.is_done(workdir):
-    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
-    return common.read_metrics(workdir)
-  sharding.initialize_distributed(config.coordinator_address, config.num_processes,
-                                  config.process_id)
-  os.makedirs(workdir, exist_ok=True)
-  common.write_json(os.path.join(workdir, 'config.json'), common.to_dict(config))
-  mesh = sharding.make_mesh()
+  if (done := common.finished(workdir)) is not None:
+    return done
+  mesh = common.start_stage(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)
 
   train = input_pipeline.load_split(config.data_dir, config.source,

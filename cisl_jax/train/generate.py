@@ -79,9 +79,8 @@ def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_label
 
 def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Restores the GAN of config.gan_workdir and writes the generated set and Fig. 3."""
-  if common.is_done(workdir):
-    logging.info('%s already has %s; not re-running.', workdir, common.METRICS_FILE)
-    return common.read_metrics(workdir)
+  if (done := common.finished(workdir)) is not None:
+    return done
   if not config.gan_workdir:
     raise ValueError('generate needs --config.gan_workdir (the --workdir of train_gan.py).')
   sharding.initialize_distributed(config.coordinator_address, config.num_processes,
