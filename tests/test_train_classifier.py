@@ -96,7 +96,7 @@ def test_nan_data_stops_training(tmp_path, monkeypatch):
   assert not common.is_done(str(tmp_path / 'nan'))
 
 
-def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch):
+def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch, run_killed_after):
   monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
   full = str(tmp_path / 'full')
   result = classifier.train_and_evaluate(tiny_config(), full)
@@ -106,18 +106,7 @@ def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch):
 
   # A run stopped after 3 steps (checkpoint at 2), then started again.
   broken = str(tmp_path / 'broken')
-  real_batches = input_pipeline.train_batches
-
-  def stop_at_3(*args, **kwargs):  # the process dies while fetching batch 3
-    stream = real_batches(*args, **kwargs)
-    for _ in range(3):
-      yield next(stream)
-    raise KeyboardInterrupt
-
-  monkeypatch.setattr(input_pipeline, 'train_batches', stop_at_3)
-  with pytest.raises(KeyboardInterrupt):
-    classifier.train_and_evaluate(tiny_config(), broken)
-  monkeypatch.setattr(input_pipeline, 'train_batches', real_batches)
+  run_killed_after(3, lambda: classifier.train_and_evaluate(tiny_config(), broken))
   classifier.train_and_evaluate(tiny_config(), broken)
   a, b = read_checkpoint(full), read_checkpoint(broken)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -6,7 +6,6 @@ import pathlib
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-import pytest
 
 from cisl_jax import input_pipeline
 from cisl_jax.train import common
@@ -53,7 +52,8 @@ def read_checkpoint(workdir):
     return m.restore(m.latest_step(), args=ocp.args.StandardRestore())
 
 
-def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monkeypatch):
+def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monkeypatch,
+                                                                  run_killed_after):
   monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split)
   traces = common.TRACES['gan_train']
   full = str(tmp_path / 'full')
@@ -63,18 +63,7 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   assert result['held_out']['num_patches'] == 18  # sign patches only
 
   broken = str(tmp_path / 'broken')
-  real_batches = input_pipeline.train_batches
-
-  def stop_at_3(*args, **kwargs):  # the process dies while fetching batch 3
-    stream = real_batches(*args, **kwargs)
-    for _ in range(3):
-      yield next(stream)
-    raise KeyboardInterrupt
-
-  monkeypatch.setattr(input_pipeline, 'train_batches', stop_at_3)
-  with pytest.raises(KeyboardInterrupt):
-    gan.train_and_evaluate(tiny_config(), broken)
-  monkeypatch.setattr(input_pipeline, 'train_batches', real_batches)
+  run_killed_after(3, lambda: gan.train_and_evaluate(tiny_config(), broken))
   gan.train_and_evaluate(tiny_config(), broken)
   a, b = read_checkpoint(full), read_checkpoint(broken)
   assert jax.tree.structure(a) == jax.tree.structure(b)
