@@ -54,7 +54,8 @@ def main():
   p.add_argument('--rounds', type=int, default=1)
   p.add_argument('--peers_dir', default=str(REPO.parent / 'shared' / 'peers'))
   p.add_argument('--keras_python', default=sys.executable)
-  p.add_argument('--torch_python', default='/work/venv-peers/bin/python')
+  p.add_argument('--torch_python', default=str(REPO / '.venv-peers' / 'bin' / 'python'),
+                 help='a venv with torch (make bench builds .venv-peers)')
   a = p.parse_args()
   batches = ([int(b) for b in a.batches.split(',')] if a.batches
              else sorted({64, paper_batch()}))
@@ -65,7 +66,7 @@ def main():
   have_torch = os.path.exists(a.torch_python)
   if not have_torch:
     print(f'# PyTorch peer skipped: {a.torch_python} not found (make a separate venv: '
-          'python3 -m venv /work/venv-peers && /work/venv-peers/bin/pip install torch)')
+          'make bench builds .venv-peers with torch)')
   print(f'# load before: {uptime()}', flush=True)
   summary = []
   for model in a.models.split(','):

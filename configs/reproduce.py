@@ -5,7 +5,7 @@ Run (from the repo root, after `python launch/make_dataset.py --source=phantom`)
   python launch/reproduce.py --config=configs/reproduce.py:paper --workdir=runs/paper \
       --config.transfer.weights=weights/imagenet
 Expected runtime: quick, under 20 minutes on 2 CPU cores for all 3 folds (about 110
-stages, see BUILD_NOTES); paper, the paper's sizes (18,000 generated patches per sign
+stages, see MEASUREMENTS.md); paper, the paper's sizes (18,000 generated patches per sign
 for the binary tasks, 16,000 per class for the 10-class task), hours on one GPU.
 Stage settings come from configs/train_gan.py, generate.py and train_classifier.py of
 the same variant; override them as --config.gan.num_steps=..., --config.classifier.width=...
@@ -63,7 +63,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     stage.unlock()
   if quick:
     # Small widths and one batch size everywhere: one compile per shape serves all of the
-    # ~110 stages (see BUILD_NOTES for the measured stage times).
+    # ~110 stages (MEASUREMENTS.md has the measured stage times).
     c.classifier.width = 0.125
     c.classifier.batch_size = 32
   # Steps and learning rate per method (num_steps 0: the classifier config's epochs).
