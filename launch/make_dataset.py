@@ -1,7 +1,7 @@
 """Builds the TFDS dataset `cisl_patches/<source>` and prints its card's path last.
 
   python launch/make_dataset.py --source=phantom --data_dir=data
-  python launch/make_dataset.py --source=manifest --input=tests/data/lung_pet_ct_dx \
+  python launch/make_dataset.py --source=manifest --input=../shared/fixtures/lung_pet_ct_dx \
       --data_dir=data --config.manifest.voc_sign=GGO --config.num_folds=2
   python launch/make_dataset.py --source=lidc --input=/path/LIDC-IDRI --data_dir=data
   python launch/make_dataset.py --source=liss --input=/path/liss_manual_dir --data_dir=data

@@ -8,15 +8,30 @@ os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
-TEST_DATA = pathlib.Path(__file__).parent / 'data'
-FIXTURE = TEST_DATA / 'lung_pet_ct_dx'
+# Real data is read in place from ../shared/fixtures beside the project's root (CI has it
+# there too); the project carries no copy of it.
+FIXTURES = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'fixtures'
+
+
+def real_fixture(name: str) -> pathlib.Path:
+  """The shared fixture folder `name`, or a skip that names the folder it looked for."""
+  path = FIXTURES / name
+  if not path.is_dir():
+    pytest.skip(f'real fixture {path} is absent (it sits beside the project root, '
+                f'in ../shared/fixtures/{name})')
+  return path
 
 
 @pytest.fixture
 def fixture_dir() -> pathlib.Path:
   """The real Lung-PET-CT-Dx slices (CC BY 4.0) with PASCAL-VOC boxes."""
-  return FIXTURE
+  return real_fixture('lung_pet_ct_dx')
 
+
+@pytest.fixture
+def lidc_fixture() -> pathlib.Path:
+  """Three real LIDC-IDRI patients (CC BY 3.0): contoured slices and the readers' XML."""
+  return real_fixture('lidc_idri')
 
 
 @pytest.fixture

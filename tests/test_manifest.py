@@ -46,8 +46,8 @@ def test_voc_folder_fixture(fixture_dir):
   records, skipped = manifest.load(fixture_dir, voc_sign='GGO')
   assert not skipped
   boxes = [r for r in records if r.sign]
-  assert len(boxes) == len(list(fixture_dir.glob('*/*.xml'))) == 6
-  assert len({r.path for r in records}) == len(list(fixture_dir.glob('*/*.dcm'))) == 9
+  assert len(boxes) == len(list(fixture_dir.glob('*/*.xml'))) == 8
+  assert len({r.path for r in records}) == len(list(fixture_dir.glob('*/*.dcm'))) == 14
   assert {r.patient_id for r in records} == {'A0001', 'A0002'}
   assert all(r.sign == 'GGO' for r in boxes)
   a = next(r for r in boxes if r.path.endswith('A0001/013.dcm'))
@@ -134,7 +134,7 @@ def test_missing_column_and_empty_patient_folder(tmp_path, fixture_dir):
   with pytest.raises(manifest.ManifestError, match="EMPTY.*patient 'EMPTY' has no slices"):
     manifest.load(root, voc_sign='GGO')
   records, skipped = manifest.load(root, voc_sign='GGO', skip_bad=True)
-  assert len(records) == 2 and skipped[0][0].endswith('EMPTY')
+  assert len(records) == 7 and skipped[0][0].endswith('EMPTY')  # 4 boxes, 3 box-free
 
 
 def test_liss_manual_dir(tmp_path):
