@@ -18,6 +18,11 @@ INSTALL_REQUIRES = [
     'orbax-checkpoint==0.12.8',
     'pillow==13.0.0',
     'pydicom==3.0.2',
+    # pydicom's pixel-data plugins for compressed DICOM (clinical exports): JPEG and
+    # JPEG-LS through libjpeg, JPEG 2000 through openjpeg. RLE is pydicom's own.
+    'pylibjpeg==2.1.0',
+    'pylibjpeg-libjpeg==2.5.0',
+    'pylibjpeg-openjpeg==2.6.0',
     'scipy==1.17.1',
     'tensorboard==2.21.0',
     'tensorflow-cpu==2.21.0',
@@ -26,6 +31,7 @@ INSTALL_REQUIRES = [
 
 TESTS_REQUIRE = [
     'playwright==1.65.2',  # drives Debian's /usr/bin/chromium; never downloads a browser
+    'pyjpegls==1.5.1',  # JPEG-LS encoder: the tests write compressed slices themselves
     'pytest==9.2.0',
     'pytest-xdist==3.8.0',
 ]

@@ -2,6 +2,8 @@
 
 Every refusal raises `DicomError` naming the file and what is wrong with it, so that
 a user with thousands of slices can find and fix (or `--skip_bad`) the one that broke.
+Compressed pixel data (RLE Lossless, JPEG-LS, JPEG 2000 lossless and lossy, JPEG) is
+decoded by pydicom's plugins pinned in setup.py (pylibjpeg with libjpeg and openjpeg).
 """
 import os
 
@@ -51,8 +53,11 @@ def to_hounsfield(ds: pydicom.Dataset, path: str = '<dataset>') -> np.ndarray:
   try:
     stored = ds.pixel_array
   except Exception as e:
-    raise DicomError(f'{path}: pixel data cannot be decoded ({type(e).__name__}: {e}); '
-                     'the file is truncated or uses a codec that is not installed.') from e
+    syntax = getattr(getattr(ds, 'file_meta', None), 'TransferSyntaxUID', None)
+    name = getattr(syntax, 'name', syntax) or 'unknown transfer syntax'
+    raise DicomError(f'{path}: pixel data cannot be decoded ({name}; {type(e).__name__}: '
+                     f'{e}); the file is truncated, or its codec is missing: `pip install '
+                     '-e .` brings pylibjpeg with its libjpeg and openjpeg plugins.') from e
   if stored.ndim != 2:
     raise DicomError(f'{path}: pixel array has shape {stored.shape}; a 2-D slice is needed.')
 
