@@ -13,7 +13,10 @@ HEADER = 'patient_id,path,sign,x0,y0,x1,y1\n'
 
 
 def _slice(tmp_path, name='s.npy', size=128):
-  np.save(tmp_path / name, np.full((size, size), -800.0, np.float32))
+  """A plausible CT slice in HU: air around a soft-tissue body (the intensity check)."""
+  hu = np.full((size, size), -1000.0, np.float32)
+  hu[size // 4:3 * size // 4, size // 4:3 * size // 4] = 40.0
+  np.save(tmp_path / name, hu)
   return name
 
 

@@ -1,6 +1,7 @@
 """Tests of reading one slice (DICOM, 16-bit PNG, NPY) to HU, and of its refusals."""
 import numpy as np
 from PIL import Image
+import pydicom
 import pytest
 
 from cisl_jax.data import slices
@@ -45,3 +46,45 @@ def test_refusals_name_the_file(tmp_path, make, match):
   with pytest.raises(ValueError, match=match) as e:
     slices.read_slice(written[0])
   assert str(written[0]) in str(e.value)
+
+
+def _chest(size=128, seed=0):
+  """A chest-like slice in HU: air around a soft-tissue body holding two lungs."""
+  yy, xx = np.mgrid[:size, :size] / size
+  hu = np.full((size, size), -1000.0, np.float32)
+  hu[((xx - .5) / .45) ** 2 + ((yy - .5) / .4) ** 2 < 1] = 40.0
+  for cx in (.3, .7):
+    hu[((xx - cx) / .15) ** 2 + ((yy - .5) / .3) ** 2 < 1] = -850.0
+  return hu + np.random.default_rng(seed).normal(0, 15, hu.shape).astype(np.float32)
+
+
+def test_png_with_the_wrong_offset_is_refused_with_the_right_one(tmp_path):
+  # HU + 1024 read with the default DeepLesion offset: every pixel far below air,
+  # an all-black dataset before this check.
+  path = tmp_path / 'hu_plus_1024.png'
+  Image.fromarray(np.clip(_chest() + 1024, 0, None).astype(np.uint16)).save(path)
+  with pytest.raises(slices.SliceError, match='not plausible CT') as e:
+    slices.read_slice(path)
+  assert str(path) in str(e.value)
+  assert '--config.manifest.png_hu_offset=-1024' in str(e.value)
+  hu = slices.read_slice(path, png_hu_offset=-1024)  # the suggested offset reads it
+  assert hu.min() < -900 and np.median(hu) > -900
+
+
+def test_npy_and_dicom_offsets_are_refused(tmp_path, fixture_dir):
+  np.save(tmp_path / 'plus1024.npy', _chest() + 1024)
+  with pytest.raises(slices.SliceError, match=r'plus1024.npy.*save array -1024'):
+    slices.read_slice(tmp_path / 'plus1024.npy')
+  np.save(tmp_path / 'unit.npy', (_chest() + 1000) / 2000)  # normalised to [0, 1]
+  with pytest.raises(slices.SliceError, match='no constant offset makes it look like CT'):
+    slices.read_slice(tmp_path / 'unit.npy')
+  ds = pydicom.dcmread(fixture_dir / 'A0002' / '012.dcm')
+  ds.RescaleIntercept = float(ds.RescaleIntercept) + 1024  # a wrong intercept
+  ds.save_as(tmp_path / 'intercept.dcm')
+  with pytest.raises(slices.SliceError, match=r'intercept.dcm.*RescaleIntercept'):
+    slices.read_slice(tmp_path / 'intercept.dcm')
+
+
+def test_plausible_slices_pass(tmp_path):
+  np.save(tmp_path / 'chest.npy', _chest())
+  assert slices.read_slice(tmp_path / 'chest.npy').shape == (128, 128)

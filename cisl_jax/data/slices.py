@@ -7,6 +7,8 @@ Formats, by file extension:
   offset -32768 is the DeepLesion convention (uint16 = HU + 32768); a PNG written as
   HU + 1024 needs `png_hu_offset=-1024`.
 - NPY (`.npy`): a 2-D array already in HU.
+Every slice must look like CT (air near -1000 HU and a body near 0..100 HU,
+`cisl_jax.data.ct_check`): a wrong offset would otherwise give an all-black dataset.
 Every refusal raises `SliceError` (a ValueError) naming the file and what to do.
 """
 import os
@@ -14,6 +16,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from cisl_jax.data import ct_check
 from cisl_jax.data import dicom
 
 DEFAULT_PNG_HU_OFFSET = -32768
@@ -64,11 +67,15 @@ def read_slice(path: str | os.PathLike, *,
     raise SliceError(f'{path}: no such file; check the path in the manifest or folder.')
   ext = os.path.splitext(path)[1].lower()
   if ext == '.png':
-    hu = _read_png(path, png_hu_offset)
+    hu, kind = _read_png(path, png_hu_offset), 'png'
   elif ext == '.npy':
-    hu = _read_npy(path)
+    hu, kind = _read_npy(path), 'npy'
   else:
-    hu = dicom.read_hu(path)
+    hu, kind = dicom.read_hu(path), 'dicom'
   if not np.all(np.isfinite(hu)):
     raise SliceError(f'{path}: the slice holds NaN or infinite values; fix or remove it.')
+  try:
+    ct_check.check(hu, path, kind, png_hu_offset)
+  except ct_check.ImplausibleCT as e:
+    raise SliceError(str(e)) from None
   return hu
