@@ -1,7 +1,11 @@
-r"""Restores a classifier checkpoint and evaluates it on the held-out fold.
+r"""Restores a classifier checkpoint and evaluates it on the fold it held out.
 
-  python launch/evaluate.py --config=configs/evaluate.py:quick --workdir=workdir/quick/fold0/ten/scratch_eval \
-      --config.classifier_workdir=workdir/quick/fold0/ten/scratch
+  python launch/evaluate.py --config=configs/evaluate.py:quick \
+      --workdir=workdir/quick/fold0/ten_scratch_eval \
+      --config.classifier_workdir=workdir/quick/fold0/ten_scratch
+
+The data (data_dir, source, fold, task, sign) are the trained run's own unless set
+(configs/evaluate.py says how other data and training data are scored and labelled).
 
 Thin: parses --config and --workdir and calls `cisl_jax.train.classifier.evaluate(config, workdir)`, which
 reproduce also calls in-process. A workdir holding metrics.json is finished and is

@@ -139,3 +139,58 @@ def test_augment_mode_epoch_is_pretrain_sized(tmp_path, monkeypatch):
   assert classifier.schedule(c, 4 * 10) == (8, 5)
   out = classifier.train_and_evaluate(c, str(tmp_path / 'aug'))
   assert out['steps'] == 5 and out['mode'] == 'augment'
+
+
+def test_evaluate_scores_the_fold_the_model_held_out(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  trained = str(tmp_path / 'fold1')
+  result = classifier.train_and_evaluate(tiny_config(fold=1), trained)
+  assert result['evaluated_on']['split'] == 'held-out'
+
+  # By default: the trained run's own held-out fold (the config's fold 0 used to be
+  # scored, training data of this model, and called held-out).
+  ev = load_config('evaluate')
+  ev.classifier_workdir = trained
+  out = classifier.evaluate(ev, str(tmp_path / 'eval'))
+  assert out['fold'] == 1 and out['evaluated_on']['split'] == 'held-out'
+  assert out['confusion_matrix'] == result['confusion_matrix']
+  assert 'held-out fold 1' in capsys.readouterr().out.strip().splitlines()[-1]
+
+  # Training folds are refused by default, scored and labelled as such when asked.
+  ev.fold = 0
+  with pytest.raises(ValueError, match=r'training data of this model.*allow_training_data'):
+    classifier.evaluate(ev, str(tmp_path / 'eval_train'))
+  assert not os.path.exists(tmp_path / 'eval_train')
+  ev.allow_training_data = True
+  out = classifier.evaluate(ev, str(tmp_path / 'eval_train'))
+  assert out['evaluated_on']['split'] == 'training'
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  assert 'TRAINING data' in last and 'held-out' not in last
+
+  # Another source is other data, labelled with what it is.
+  ev = load_config('evaluate')
+  ev.classifier_workdir, ev.source = trained, 'manifest'
+  out = classifier.evaluate(ev, str(tmp_path / 'eval_other'))
+  assert out['evaluated_on']['split'] == 'other'
+  assert "other data: fold 1 of source 'manifest'" in out['evaluated_on']['description']
+
+
+def test_evaluate_names_the_wrong_kind_of_workdir(tmp_path):
+  gan = tmp_path / 'fold0' / 'gan'
+  gan.mkdir(parents=True)
+  (gan / 'config.json').write_text('{"gan": {"kl_weight": 3.0}, "num_steps": 4}')
+  ev = load_config('evaluate')
+  ev.classifier_workdir = str(gan)
+  with pytest.raises(ValueError, match=r'gan is a train_gan.py run .*, not a classifier '
+                     r'run: --config.classifier_workdir must be the --workdir of a '
+                     r'train_classifier.py run'):
+    classifier.evaluate(ev, str(tmp_path / 'eval'))
+  (tmp_path / 'status.json').write_text('{}')
+  ten = tmp_path / 'fold0' / 'ten_finetune'
+  ten.mkdir()
+  (ten / 'config.json').write_text('{"mode": "finetune"}')
+  ev.classifier_workdir = str(tmp_path)
+  with pytest.raises(ValueError, match=r'reproduce.py run.*classifier runs inside it: '
+                     r'.*fold0/ten_finetune'):
+    classifier.evaluate(ev, str(tmp_path / 'eval'))
+  assert not os.path.exists(tmp_path / 'eval')

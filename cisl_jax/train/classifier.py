@@ -16,7 +16,6 @@ State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state'}; steps are pure ji
 functions of (graphdef, state, batch, key) with the state donated.
 """
 import functools
-import json
 import math
 import os
 from typing import Any, Callable
@@ -34,6 +33,7 @@ from cisl_jax import checkpointing
 from cisl_jax import input_pipeline
 from cisl_jax import losses
 from cisl_jax import metrics as metrics_lib
+from cisl_jax import run_config
 from cisl_jax import sharding
 from cisl_jax import signs
 from cisl_jax.models import classifier as classifier_lib
@@ -272,8 +272,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return result
 
 
+def _held_out(config) -> dict[str, Any]:
+  """The evaluation label of a stage's own test: its held-out fold."""
+  where = f'fold {config.fold} of source {config.source!r} in {config.data_dir}'
+  if common.task_name(config) == 'binary':
+    where += f', sign {signs.SIGNS[common.sign_code(config)]}'
+  return {'data_dir': config.data_dir, 'source': config.source, 'fold': config.fold,
+          'task': config.task, 'sign': config.sign, 'split': 'held-out',
+          'description': f'held-out {where}'}
+
+
 def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, data_seed,
-                        extra=None) -> dict[str, Any]:
+                        extra=None, target=None) -> dict[str, Any]:
+  """Scores the data of `config` (data_dir, source, fold, task, sign); `target` labels
+  them (run_config.evaluation_target; default: the stage's own held-out fold)."""
+  target = target or _held_out(config)
   images, labels = test_data(config, data_seed)
   eval_step = make_eval_step(preprocess_fn)
   probs = predict(graphdef, state, eval_step, images, labels, config.batch_size, mesh)
@@ -282,7 +295,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
   result = metrics_lib.classification_metrics(labels, preds, n)
   result.update({'stage': 'classifier', 'mode': config.mode, 'task': common.task_name(config),
                  'class_names': class_names(config), 'fold': config.fold,
-                 'num_test': int(len(labels)), **(extra or {})})
+                 'num_test': int(len(labels)), 'evaluated_on': target, **(extra or {})})
   if common.task_name(config) == 'binary':
     result['sign'] = signs.SIGNS[common.sign_code(config)]
   if config.mode == 'transfer':
@@ -292,7 +305,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
                               preds=preds, probs=probs)
   path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
   print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
-        f'held-out patches; wrote {path} and {pred_path}')
+        f'patches: {target["description"]}; wrote {path} and {pred_path}')
   return result
 
 
@@ -300,21 +313,21 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Restores a classifier checkpoint and writes metrics.json + predictions.npz.
 
   The checkpoint is the latest in config.classifier_workdir (default: `workdir`); the
-  model (task, width, mode) is rebuilt from that run's config.json; the data are the
-  held-out fold config.fold of config.data_dir / config.source.
+  model (task, width, mode) is rebuilt from that run's config.json. The data are that
+  run's held-out fold unless config.data_dir / source / fold / sign say otherwise
+  (run_config.evaluation_target: other data are labelled, training data refused unless
+  config.allow_training_data).
   """
   if (done := common.finished(workdir)) is not None:
     return done
   source = config.classifier_workdir or workdir
-  config_path = os.path.join(source, 'config.json')
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f'{config_path} not found: --config.classifier_workdir must be '
-                            'the --workdir of a train_classifier.py run.')
-  with open(config_path) as f:
-    train_config = ml_collections.ConfigDict(json.load(f))
-  # The data to evaluate on come from this config; the model from the training run's.
-  for field in ('data_dir', 'source', 'num_folds', 'fold', 'batch_size'):
-    train_config[field] = config[field]
+  train_config = run_config.classifier_config(source)
+  target = run_config.evaluation_target(config, train_config)
+  # The data to evaluate on come from the target; the model from the training run's.
+  with train_config.unlocked():
+    for field in run_config.DATA_FIELDS:
+      train_config[field] = target[field]
+    train_config.batch_size = config.batch_size
   sharding.initialize_distributed(config.coordinator_address, config.num_processes,
                                   config.process_id)
   mesh = sharding.make_mesh()
@@ -325,4 +338,5 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   state = sharding.replicate(state, mesh)
   os.makedirs(workdir, exist_ok=True)
   return _evaluate_and_write(train_config, workdir, graphdef, state, preprocess_fn, mesh,
-                             data_seed, extra={'checkpoint': f'{source} step {step}'})
+                             data_seed, extra={'checkpoint': f'{source} step {step}'},
+                             target=target)
