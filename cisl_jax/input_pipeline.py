@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cisl_jax import signs
+from cisl_jax import workdir
 
 tf.config.set_visible_devices([], 'GPU')
 
@@ -185,25 +186,17 @@ def write_generated(out_dir: str, images: np.ndarray, labels: np.ndarray) -> str
     raise ValueError(f'write_generated: images {images.shape} and labels {labels.shape}; '
                      f'need [N,{",".join(map(str, PATCH_SHAPE))}] and [N].')
   out_dir = os.path.abspath(out_dir)
-  tmp = f'{out_dir}.tmp-{os.getpid()}'
-  tf.io.gfile.makedirs(tmp)
-  features = _generated_features()
-  path = os.path.join(tmp, _GENERATED_FILE)
-  with tf.io.TFRecordWriter(path) as writer:
-    for image, label in zip(images, labels):
-      writer.write(features.serialize_example({'image': image, 'label': label}))
-  split = tfds.core.SplitInfo(name='train', shard_lengths=[len(labels)],
-                              num_bytes=os.path.getsize(path))
-  tfds.folder_dataset.write_metadata(
-      data_dir=tmp, features=features, split_infos=[split], check_data=True,
-      filename_template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}-of-{NUM_SHARDS}')
-  if os.path.exists(out_dir):
-    old = f'{out_dir}.old-{os.getpid()}'
-    os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    tf.io.gfile.rmtree(old)
-  else:
-    os.replace(tmp, out_dir)
+  with workdir.atomic_dir(out_dir) as tmp:
+    features = _generated_features()
+    path = os.path.join(tmp, _GENERATED_FILE)
+    with tf.io.TFRecordWriter(path) as writer:
+      for image, label in zip(images, labels):
+        writer.write(features.serialize_example({'image': image, 'label': label}))
+    split = tfds.core.SplitInfo(name='train', shard_lengths=[len(labels)],
+                                num_bytes=os.path.getsize(path))
+    tfds.folder_dataset.write_metadata(
+        data_dir=tmp, features=features, split_infos=[split], check_data=True,
+        filename_template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}-of-{NUM_SHARDS}')
   return out_dir
 
 

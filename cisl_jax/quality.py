@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cisl_jax import signs as signs_lib
-from cisl_jax import stage_files
+from cisl_jax import workdir as wd
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 # Below this overall precision the generated set is off the real manifold and the
@@ -317,10 +317,7 @@ def plot_suspicious(suspicious: Sequence[dict], path: str) -> None:
       dist = {'nearest_train': row['d_train'], 'nearest_held': row['d_held']}.get(key)
       ax.set_title(titles[c] + (f'\nd={dist:.2f}' if dist is not None else ''), fontsize=8)
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  wd.save_figure(fig, path, dpi=100)
 
 
 def write_quality_section(out_dir: str, results: dict) -> dict:
@@ -334,23 +331,19 @@ def write_quality_section(out_dir: str, results: dict) -> dict:
     {'json': path, 'markdown': path, 'figure': path or None, 'section': markdown text}.
   """
   os.makedirs(out_dir, exist_ok=True)
-  paths = {'json': os.path.join(out_dir, 'quality.json'),
-           'markdown': os.path.join(out_dir, 'quality.md'), 'figure': None}
-  stage_files.write_text(paths['json'], json.dumps(_jsonable(results), indent=2, allow_nan=False))
-  section = to_markdown(results)
-  stage_files.write_text(paths['markdown'], section)
+  paths = {'json': os.path.join(out_dir, wd.QUALITY_JSON),
+           'markdown': os.path.join(out_dir, wd.QUALITY_MD), 'figure': None}
+  wd.write_text(paths['json'], json.dumps(_jsonable(results), indent=2, allow_nan=False))
+  section = to_markdown(results, wd.MEMORISATION_PNG)
+  wd.write_text(paths['markdown'], section)
   if results['suspicious']:
-    paths['figure'] = os.path.join(out_dir, 'memorisation.png')
+    paths['figure'] = os.path.join(out_dir, wd.MEMORISATION_PNG)
     plot_suspicious(results['suspicious'], paths['figure'])
   paths['section'] = section
   return paths
 
 
 # ---- Reading a reproduce workdir: <workdir>/fold<k>/<stage>/ ---------------------------
-
-
-def fold_dir(workdir: str, fold: int) -> str:
-  return os.path.join(workdir, f'fold{fold}')
 
 
 def find_generated(stage_dir: str) -> str:
@@ -373,17 +366,14 @@ def data_settings(config, stage_dir: str) -> dict:
   config.json of the GAN run named in its metrics.json: what the run really used.
   """
   out = {'data_dir': config.data_dir, 'source': config.source, 'num_folds': config.num_folds}
-  candidates = [os.path.join(stage_dir, 'config.json')]
-  metrics = os.path.join(stage_dir, 'metrics.json')
-  if os.path.isfile(metrics):
-    with open(metrics) as f:
-      gan_workdir = json.load(f).get('gan_workdir')
+  candidates = [stage_dir]
+  if wd.is_done(stage_dir):
+    gan_workdir = wd.read_metrics(stage_dir).get('gan_workdir')
     if gan_workdir:
-      candidates.append(os.path.join(gan_workdir, 'config.json'))
-  for path in candidates:
-    if os.path.isfile(path):
-      with open(path) as f:
-        stage = json.load(f)
+      candidates.append(gan_workdir)
+  for folder in candidates:
+    stage = wd.read_json(os.path.join(folder, wd.CONFIG_FILE))
+    if stage is not None:
       out.update({k: stage[k] for k in out if stage.get(k) is not None})
       break
   return out
@@ -474,10 +464,9 @@ def run_stage(config, workdir: str) -> dict:
   from absl import logging  # pylint: disable=g-import-not-at-top
   from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   get = config.get
-  metrics_path = os.path.join(workdir, 'metrics.json')
-  if os.path.isfile(metrics_path):
-    with open(metrics_path) as f:
-      return json.load(f)
+  metrics_path = os.path.join(workdir, wd.METRICS_FILE)
+  if (done := wd.finished(workdir)) is not None:
+    return done
   fold, num_folds = int(config['fold']), int(config['num_folds'])
   gen_dir = find_generated(config['generated_dir'])
   train = input_pipeline.load_split(config['data_dir'], config['source'],
@@ -494,5 +483,5 @@ def run_stage(config, workdir: str) -> dict:
   write_quality_section(workdir, res)
   metrics = _jsonable({k: v for k, v in res.items() if k != 'suspicious'})
   metrics['generated_dir'] = gen_dir
-  stage_files.write_text(metrics_path, json.dumps(metrics, indent=2))
+  wd.write_text(metrics_path, json.dumps(metrics, indent=2))
   return metrics

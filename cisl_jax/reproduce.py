@@ -12,6 +12,7 @@ need it are marked blocked, every other stage still runs, and the report lists t
 """
 import copy
 import dataclasses
+import functools
 import json
 import pathlib
 import time
@@ -22,12 +23,7 @@ from absl import logging
 import ml_collections
 
 from cisl_jax import signs
-from cisl_jax import stage_files
-from cisl_jax.stage_files import METRICS_FILE
-from cisl_jax.stage_files import is_done
-
-STATUS_FILE = 'status.json'
-SETTINGS_FILE = 'reproduce.json'
+from cisl_jax import workdir as wd
 
 
 @dataclasses.dataclass
@@ -114,57 +110,58 @@ def plan(config, workdir) -> list[Stage]:
   stages = []
   sign_names = [signs.canonical(s) for s in config.signs]
   for fold in config.folds:
-    root = workdir / f'fold{fold}'
     add = lambda name, kind, runner, cfg, needs=(): stages.append(Stage(  # pylint: disable=g-long-lambda
-        f'fold{fold}/{name}', kind, runner, cfg, root / name,
-        tuple(f'fold{fold}/{n}' for n in needs)))
-    gen_dir = str(root / 'generate')
-    add('gan', 'gan', 'gan', _override(config.gan, 'config.gan', **_shared(config, fold)))
-    add('generate', 'generate', 'generate', _override(
+        wd.stage_key(fold, name), kind, runner, cfg, wd.stage_dir(workdir, fold, name),
+        tuple(wd.stage_key(fold, n) for n in needs)))
+    path = lambda name: str(wd.stage_dir(workdir, fold, name))
+    gen_dir = path(wd.GENERATE)
+    add(wd.GAN, 'gan', 'gan', _override(config.gan, 'config.gan', **_shared(config, fold)))
+    add(wd.GENERATE, 'generate', 'generate', _override(
         config.generate, 'config.generate', **_shared(config, fold),
-        gan_workdir=str(root / 'gan'),
+        gan_workdir=path(wd.GAN),
         num_per_sign=max([config.generated_per_sign, config.generated_per_class]
-                          + list(config.sweep_sizes))), ('gan',))
+                          + list(config.sweep_sizes))), (wd.GAN,))
 
-    def pair(prefix, task, sign, n):
-      add(f'{prefix}_pretrain', 'pretrain', 'classifier', _classifier(
+    def pair(stage, task, sign, n):
+      # stage(method) names the folder: pre-training, then fine-tuning from it.
+      add(stage('pretrain'), 'pretrain', 'classifier', _classifier(
           config, fold, task=task, sign=sign, mode='pretrain', method='pretrain',
-          per_class=n, generated_dir=gen_dir), ('generate',))
-      add(f'{prefix}_finetune', 'finetune', 'classifier', _classifier(
+          per_class=n, generated_dir=gen_dir), (wd.GENERATE,))
+      add(stage('finetune'), 'finetune', 'classifier', _classifier(
           config, fold, task=task, sign=sign, mode='finetune', method='finetune',
-          init_from=str(root / f'{prefix}_pretrain')), (f'{prefix}_pretrain',))
+          init_from=path(stage('pretrain'))), (stage('pretrain'),))
 
     if config.run_ten:
-      add('ten_scratch', 'scratch', 'classifier', _classifier(
+      add(wd.ten_stage('scratch'), 'scratch', 'classifier', _classifier(
           config, fold, task='ten', mode='scratch', method='scratch'))
-      pair('ten', 'ten', 'GGO', config.generated_per_class)
-      add('ten_traditional', 'traditional', 'classifier', _classifier(
+      pair(wd.ten_stage, 'ten', 'GGO', config.generated_per_class)
+      add(wd.ten_stage('traditional'), 'traditional', 'classifier', _classifier(
           config, fold, task='ten', mode='augment', method='traditional',
           per_class=config.generated_per_class))
     for s in sign_names:
-      pair(f'binary_{s}', 'binary', s, config.generated_per_sign)
-      add(f'binary_{s}_traditional', 'traditional', 'classifier', _classifier(
+      pair(functools.partial(wd.binary_stage, s), 'binary', s, config.generated_per_sign)
+      add(wd.binary_stage(s, 'traditional'), 'traditional', 'classifier', _classifier(
           config, fold, task='binary', sign=s, mode='augment', method='traditional',
           per_class=config.generated_per_sign))
     if fold in config.sweep_folds:
       for n in config.sweep_sizes:
         if n != config.generated_per_sign:
-          pair(f'sweep_GGO_{n}', 'binary', 'GGO', n)
+          pair(functools.partial(wd.sweep_stage, n), 'binary', 'GGO', n)
     if config.transfer.weights:
       for arch in config.transfer.archs:
         tcfg = dict(arch=arch, weights=config.transfer.weights)
         for s in sign_names:
-          add(f'binary_{s}_transfer_{arch}', 'transfer', 'classifier', _classifier(
+          add(wd.transfer_stage(arch, s), 'transfer', 'classifier', _classifier(
               config, fold, task='binary', sign=s, mode='transfer', method='transfer',
               transfer=tcfg))
-        add(f'ten_transfer_{arch}', 'transfer', 'classifier', _classifier(
+        add(wd.transfer_stage(arch), 'transfer', 'classifier', _classifier(
             config, fold, task='ten', mode='transfer', method='transfer', transfer=tcfg))
     if config.quality.enabled and config.run_ten:
-      # Features of the classifier trained on real patches only (cisl_jax/quality.py).
-      add('quality', 'quality', 'quality', ml_collections.ConfigDict(dict(
+      # Features of the classifier trained on real patches only (cisl_jax/quality/).
+      add(wd.QUALITY, 'quality', 'quality', ml_collections.ConfigDict(dict(
           _shared(config, fold), generated_dir=gen_dir,
-          features_from=str(root / 'ten_scratch'),
-          max_generated=config.quality.max_generated)), ('generate', 'ten_scratch'))
+          features_from=path(wd.ten_stage('scratch')),
+          max_generated=config.quality.max_generated)), (wd.GENERATE, wd.ten_stage('scratch')))
   return stages
 
 
@@ -221,15 +218,15 @@ def run(config, workdir, runners: Runners | None = None,
   runners = runners or Runners()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  stage_files.write_json(workdir / SETTINGS_FILE, settings(config))
-  status_path = workdir / STATUS_FILE
+  wd.write_json(workdir / wd.SETTINGS_FILE, settings(config))
+  status_path = workdir / wd.STATUS_FILE
   status = json.loads(status_path.read_text()) if status_path.exists() else {}
   stages = plan(config, workdir)
   start = time.time()
   not_ok: list[str] = []
   for i, stage in enumerate(stages):
     prefix = f'[{i + 1}/{len(stages)}] {stage.name}'
-    if is_done(stage.workdir):
+    if wd.is_done(stage.workdir):
       prev = status.get(stage.name, {})
       if prev.get('state') != 'done':
         status[stage.name] = {'state': 'done', 'kind': stage.kind, 'skipped': True}
@@ -241,17 +238,17 @@ def run(config, workdir, runners: Runners | None = None,
                             'error': f'needs {", ".join(missing)}, which did not finish'}
       not_ok.append(stage.name)
       logging.error('%s: blocked: needs %s', prefix, ', '.join(missing))
-      stage_files.write_json(status_path, status)
+      wd.write_json(status_path, status)
       continue
-    eta = _eta([s for s in stages[i:] if not is_done(s.workdir)], status)
+    eta = _eta([s for s in stages[i:] if not wd.is_done(s.workdir)], status)
     logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
                  _duration(eta) if eta is not None else 'after the first stage')
     t0, cpu0 = time.time(), time.process_time()
     try:
       getattr(runners, stage.runner)(stage.config, stage.workdir)
-      if not is_done(stage.workdir):
+      if not wd.is_done(stage.workdir):
         raise RuntimeError(f'{stage.workdir}: the stage returned without writing '
-                           f'{METRICS_FILE}')
+                           f'{wd.METRICS_FILE}')
     except Exception as e:  # pylint: disable=broad-except
       # One stage's failure must not cost the others' results: record it and go on.
       logging.exception('%s: FAILED after %.1fs: %s', prefix, time.time() - t0, e)
@@ -266,8 +263,8 @@ def run(config, workdir, runners: Runners | None = None,
                             'cpu_seconds': time.process_time() - cpu0}
       logging.info('%s: done in %.1fs (%.1f CPU s)', prefix, time.time() - t0,
                    time.process_time() - cpu0)
-    stage_files.write_json(status_path, status)
-  stage_files.write_json(status_path, status)
+    wd.write_json(status_path, status)
+  wd.write_json(status_path, status)
   logging.info('all %d stages visited in %s; %d failed or blocked', len(stages),
                _duration(time.time() - start), len(not_ok))
   readme = None

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from cisl_jax import signs as signs_lib
+from cisl_jax import workdir as wd
 
 KEY_FORMAT = 'cisl_turing_key/1'
 ANSWERS_FORMAT = 'cisl_turing_answers/1'
@@ -158,19 +159,11 @@ def render_page(data: dict) -> str:
       '__PAGE_ID__', data['page_id'])
 
 
-def write_text_atomic(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write(out_dir: str, html: str, key: dict) -> tuple[str, str]:
   """Writes <out_dir>/page/turing_test.html and <out_dir>/key/answer_key.json."""
   page_path, key_path = os.path.join(out_dir, PAGE_NAME), os.path.join(out_dir, KEY_NAME)
-  write_text_atomic(key_path, json.dumps(key, indent=1))
-  write_text_atomic(page_path, html)
+  wd.write_text(key_path, json.dumps(key, indent=1))
+  wd.write_text(page_path, html)
   return page_path, key_path
 
 
@@ -299,7 +292,7 @@ def build_from_workdir(config, workdir: str, out_dir: str) -> tuple[str, str]:
   """
   from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from cisl_jax import quality  # pylint: disable=g-import-not-at-top
-  stage_dir = os.path.join(quality.fold_dir(workdir, config.fold), config.generate_stage)
+  stage_dir = str(wd.stage_dir(workdir, config.fold, config.generate_stage or wd.GENERATE))
   gen_dir = config.generated_dir or quality.find_generated(stage_dir)
   data = quality.data_settings(config, stage_dir)
   real = input_pipeline.load_split(data['data_dir'], data['source'], range(data['num_folds']))

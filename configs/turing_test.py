@@ -27,7 +27,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.num_real = 10  # real patches per sign on the page (the paper: 10)
   c.num_generated = 10  # generated patches per sign on the page (the paper: 10)
   c.signs = ''  # comma-separated signs on the page; empty = all nine
-  c.generate_stage = 'generate'  # stage folder under <workdir>/fold<k>/ holding the generated set
+  # Stage folders under <workdir>/fold<k>/; empty = the reproduce run's own names.
+  c.generate_stage = ''  # the stage holding the generated set (default: generate)
   c.generated_dir = config_dict.placeholder(str)  # generated-set folder (overrides the stage)
   c.data_hu_level = -600.0  # HU level the dataset mapped to 0 (cisl_jax/data/patches.py)
   c.data_hu_width = 1500.0  # HU width the dataset mapped to [-1, 1] (cisl_jax/data/patches.py)
@@ -35,9 +36,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.display_width = 1500.0  # HU width the page renders with (a lung window)
   c.size_px = 384  # on-screen patch size, nearest-neighbour enlarged (6x for 64 px)
   # Quality (cisl_jax/quality.py), on features of a classifier trained on real patches.
-  c.classifier_stage = 'ten_scratch'  # classifier stage (real patches only) giving features
+  c.classifier_stage = ''  # classifier stage (real patches only) giving features (ten_scratch)
   c.classifier_dir = config_dict.placeholder(str)  # classifier workdir (overrides the stage)
-  c.quality_stage = 'quality'  # stage folder the quality section is written to
+  c.quality_stage = ''  # stage the quality section is written to (default: quality)
   c.k = 3  # neighbours of the k-NN precision/recall (Kynkäänniemi et al. use 3)
   c.max_generated = 1000 if c.variant == 'quick' else 5000  # generated patches per sign measured
   c.num_suspicious = 8  # rows of the memorisation figure

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from cisl_jax import quality
 from cisl_jax import turing
+from cisl_jax import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'reproduce run folder (fold<k>/<stage>/).')
 _OUT = flags.DEFINE_string('out', None, 'build: output folder (page/ and key/); '
@@ -68,23 +69,24 @@ def _main(argv):
     md = turing.score_markdown(scores)
     if _OUT.value:
       os.makedirs(_OUT.value, exist_ok=True)
-      turing.write_text_atomic(os.path.join(_OUT.value, 'scores.json'),
-                               json.dumps(scores, indent=1))
-      turing.write_text_atomic(os.path.join(_OUT.value, 'scores.md'), md)
+      workdir_lib.write_text(os.path.join(_OUT.value, 'scores.json'),
+                             json.dumps(scores, indent=1))
+      workdir_lib.write_text(os.path.join(_OUT.value, 'scores.md'), md)
     print(md)
   else:
     workdir = _need(_WORKDIR, command)
-    root = quality.fold_dir(workdir, config.fold)
-    stage = os.path.join(root, config.generate_stage)
-    settings = dict(quality.data_settings(config, stage), fold=config.fold, seed=config.seed,
-                    generated_dir=config.generated_dir or stage,
-                    features_from=config.classifier_dir or os.path.join(
-                        root, config.classifier_stage),
+    stage = lambda name, default: str(workdir_lib.stage_dir(workdir, config.fold,
+                                                            name or default))
+    gen_stage = stage(config.generate_stage, workdir_lib.GENERATE)
+    settings = dict(quality.data_settings(config, gen_stage), fold=config.fold,
+                    seed=config.seed, generated_dir=config.generated_dir or gen_stage,
+                    features_from=config.classifier_dir or stage(
+                        config.classifier_stage, workdir_lib.ten_stage('scratch')),
                     max_generated=config.max_generated, k=config.k,
                     num_suspicious=config.num_suspicious)
-    out = os.path.join(root, config.quality_stage)
+    out = stage(config.quality_stage, workdir_lib.QUALITY)
     quality.run_stage(settings, out)
-    print(f'quality section: {os.path.join(out, "quality.md")}')
+    print(f'quality section: {os.path.join(out, workdir_lib.QUALITY_MD)}')
 
 
 if __name__ == '__main__':

@@ -52,8 +52,13 @@ def make_workdir(root: pathlib.Path, num_folds=2, source='phantom', transfer=Fal
     plt.imsave(gen / 'grid.png', rng.random((64, 128)), cmap='gray')
     gan = fold / 'gan'
     gan.mkdir(parents=True, exist_ok=True)
-    (gan / 'history.json').write_text(json.dumps(
-        [{'step': i, 'loss_d': 1.0 / (i + 1), 'loss_kl': 0.5} for i in range(5)]))
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    writer = tf.summary.create_file_writer(str(gan))  # as train/common.Summaries does
+    with writer.as_default():
+      for i in range(5):
+        tf.summary.scalar('loss_d', 1.0 / (i + 1), step=i)
+        tf.summary.scalar('loss_kl', 0.5, step=i)
+    writer.close()
   cfg = {'source': source, 'num_folds': num_folds, 'signs': list(SIGNS), 'variant': 'test',
          'sweep_sizes': [8, 32], 'generated_per_sign': 64}
   (root / 'reproduce.json').write_text(json.dumps(cfg))

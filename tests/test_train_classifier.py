@@ -9,6 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cisl_jax import input_pipeline
+from cisl_jax import workdir as wd
 from cisl_jax.train import classifier
 from cisl_jax.train import common
 
@@ -93,7 +94,7 @@ def test_nan_data_stops_training(tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split(nan=True))
   with pytest.raises(common.NonFiniteError, match='step 0.*last good checkpoint: none'):
     classifier.train_and_evaluate(tiny_config(), str(tmp_path / 'nan'))
-  assert not common.is_done(str(tmp_path / 'nan'))
+  assert not wd.is_done(str(tmp_path / 'nan'))
 
 
 def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch, run_killed_after):
@@ -101,7 +102,7 @@ def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch, run_killed
   full = str(tmp_path / 'full')
   result = classifier.train_and_evaluate(tiny_config(), full)
   assert result['num_test'] == 20 and len(result['confusion_matrix']) == 10
-  preds = np.load(os.path.join(full, classifier.PREDICTIONS_FILE))
+  preds = np.load(os.path.join(full, wd.PREDICTIONS_FILE))
   assert preds['probs'].shape == (20, 10)
 
   # A run stopped after 3 steps (checkpoint at 2), then started again.
@@ -113,7 +114,7 @@ def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch, run_killed
     np.testing.assert_array_equal(x, y)
   # A finished stage is not re-run.
   assert classifier.train_and_evaluate(tiny_config(), broken)['accuracy'] == \
-      common.read_metrics(broken)['accuracy']
+      wd.read_metrics(broken)['accuracy']
 
   # evaluate restores the checkpoint and reproduces the stage's own test metrics.
   ev = load_config('evaluate')

@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from cisl_jax import signs
+from cisl_jax import workdir
 
 CARD_NAME = 'dataset_card.json'
 GRID_NAME = 'examples.png'
@@ -81,12 +82,8 @@ def _default(o):
 
 
 def write_json(path: str, obj: dict) -> None:
-  """Writes JSON atomically (temp file in the same folder, then rename)."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, default=_default)
-    f.write('\n')
-  os.replace(tmp, path)
+  """Writes JSON atomically (cisl_jax/workdir.py)."""
+  workdir.write_text(path, json.dumps(obj, indent=2, default=_default) + '\n')
 
 
 def write_grid(path: str, patches, per_class: int, seed: int = 0, title: str = '') -> None:
@@ -120,7 +117,4 @@ def write_grid(path: str, patches, per_class: int, seed: int = 0, title: str = '
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  tmp = f'{path}.tmp-{os.getpid()}.png'
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  workdir.save_figure(fig, path, dpi=100)

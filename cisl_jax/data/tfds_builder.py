@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cisl_jax import signs
+from cisl_jax import workdir
 from cisl_jax.data import card as card_lib
 from cisl_jax.data import patches as patches_lib
 from cisl_jax.data import slices
@@ -261,11 +262,7 @@ def build_dataset(source: str, input_path: str | None, data_dir: str,
     card_lib.write_grid(os.path.join(built, card_lib.GRID_NAME), collected.patches,
                         cfg.examples_per_class, seed=cfg.seed,
                         title=f'cisl_patches/{source}: examples per class (lung window)')
-    final = os.path.join(data_dir, NAME, source, VERSION)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    if os.path.exists(final):
-      os.replace(final, os.path.join(tmp, 'previous'))
-    os.replace(built, final)
+    final = workdir.replace_dir(built, os.path.join(data_dir, NAME, source, VERSION))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return os.path.join(final, card_lib.CARD_NAME)

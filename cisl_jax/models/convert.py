@@ -20,7 +20,6 @@ strings), with the 1000-class ImageNet head kept as `head`.
 import json
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 
@@ -30,6 +29,7 @@ import h5py
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cisl_jax import workdir
 from cisl_jax.models import transfer
 
 NORMALISATION = {'keras': 'caffe', 'torch': 'torch'}
@@ -327,22 +327,13 @@ def convert(source, arch, input_path, output_dir, *, overwrite=False):
           'input_size': transfer.INPUT_SIZE[arch], 'bn_epsilon': transfer.BN_EPSILON[source],
           'has_imagenet_head': 'head.kernel' in flat,
           'input_file': os.path.abspath(input_path)}
-  parent = os.path.dirname(os.path.abspath(output_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.convert-', dir=parent)  # same folder: atomic rename
-  try:
+  with workdir.atomic_dir(output_dir) as tmp:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(tmp, 'state'),
                       {'params': _nest(flat, False), 'batch_stats': _nest(flat, True)})
     checkpointer.wait_until_finished()
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
       json.dump(meta, f, indent=2)
-    if os.path.exists(output_dir):
-      shutil.rmtree(output_dir)
-    os.replace(tmp, output_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return meta
 
 

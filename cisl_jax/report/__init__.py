@@ -14,7 +14,7 @@ import numpy as np
 
 from cisl_jax import paper_results
 from cisl_jax import signs
-from cisl_jax import stage_files
+from cisl_jax import workdir as wd
 from cisl_jax.report import figures
 from cisl_jax.report import results
 from cisl_jax.report import tables
@@ -31,7 +31,7 @@ def _random_init_archs(workdir, archs) -> list[str]:
   """Archs whose transfer stages ran without converted ImageNet weights."""
   out = []
   for arch in archs:
-    for path in pathlib.Path(workdir).glob(f'fold*/*transfer_{arch}/metrics.json'):
+    for path in pathlib.Path(workdir).glob(f'fold*/*transfer_{arch}/{wd.METRICS_FILE}'):
       info = json.loads(path.read_text()).get('transfer', {})
       if not info.get('pretrained', False):
         out.append(arch)
@@ -87,7 +87,7 @@ def _chance(workdir) -> str:
   """Chance levels of the 10-class held-out sets: the accuracy of always answering the
   most frequent class, and the mean SE (balanced accuracy) of any constant answer."""
   for m in paper_results.TABLE2_METHODS:
-    preds = results.stage_predictions(workdir, f'ten_{m}')
+    preds = results.stage_predictions(workdir, wd.ten_stage(m))
     if preds:
       labels = np.concatenate([y for y, _ in preds.values()])
       share = np.bincount(labels, minlength=signs.NUM_CLASSES) / max(len(labels), 1)
@@ -107,8 +107,8 @@ def _transfer(workdir, cfg: dict, sign_names, ft1: tables.Table, ft2: tables.Tab
   bars = {'(a) binary, mean over signs': {}, '(b) 10-class': {}}
   lines, ran = [], []
   for arch in archs:
-    b = results.binary_mean_cell(workdir, [f'binary_{s}_transfer_{arch}' for s in sign_names])
-    t = results.class_cell(workdir, f'ten_transfer_{arch}', None)
+    b = results.binary_mean_cell(workdir, [wd.transfer_stage(arch, s) for s in sign_names])
+    t = results.class_cell(workdir, wd.transfer_stage(arch), None)
     if b.num_folds:
       bars['(a) binary, mean over signs'][arch] = b.mean
     if t.num_folds:
@@ -144,16 +144,16 @@ def _quality(workdir, report: pathlib.Path) -> str:
   """Generated-sample quality: the section cisl_jax/quality.py wrote for each fold's
   `quality` stage (`fold<k>/quality/quality.md`, figure `memorisation.png`)."""
   parts = []
-  for k, d in results.fold_dirs(workdir).items():
-    md = d / 'quality' / 'quality.md'
+  for k, d in wd.fold_dirs(workdir).items():
+    md = d / wd.QUALITY / wd.QUALITY_MD
     if not md.exists():
       continue
     text = md.read_text()
-    fig = d / 'quality' / 'memorisation.png'
+    fig = d / wd.QUALITY / wd.MEMORISATION_PNG
     if fig.exists():
       name = f'quality_memorisation_fold{k}.png'
       shutil.copyfile(fig, report / name)
-      text = text.replace('(memorisation.png)', f'({name})')
+      text = text.replace(f'({wd.MEMORISATION_PNG})', f'({name})')
     parts.append(text.replace('## Quality of the generated patches',
                               f'### Fold {k}', 1))
   if not parts:
@@ -164,8 +164,8 @@ def _quality(workdir, report: pathlib.Path) -> str:
 
 def _fig3(workdir, report: pathlib.Path) -> str:
   """Copies the generate stage's real-vs-generated grid (Fig. 3) of the first fold."""
-  for k, d in results.fold_dirs(workdir).items():
-    pngs = sorted((d / 'generate').glob('*.png'))
+  for k, d in wd.fold_dirs(workdir).items():
+    pngs = sorted((d / wd.GENERATE).glob('*.png'))
     if pngs:
       dst = report / f'fig3_real_vs_generated_fold{k}.png'
       shutil.copyfile(pngs[0], dst)
@@ -178,9 +178,9 @@ def _fig4(workdir, cfg: dict, report: pathlib.Path) -> str:
   """Fine-tuned GGO AC/SE/SP against the number of generated pre-training patches."""
   sizes = [int(n) for n in cfg.get('sweep_sizes', [])]
   full = cfg.get('generated_per_sign')
-  cells = {n: results.binary_cell(workdir, f'sweep_GGO_{n}_finetune') for n in sizes}
+  cells = {n: results.binary_cell(workdir, wd.sweep_stage(n, 'finetune')) for n in sizes}
   if full:
-    cells[int(full)] = results.binary_cell(workdir, 'binary_GGO_finetune')
+    cells[int(full)] = results.binary_cell(workdir, wd.binary_stage('GGO', 'finetune'))
   png = figures.fig4(list(cells), cells, report / 'fig4_pretraining_size.png')
   if png is None:
     return '## Fig. 4: pre-training set size\n\nThe size sweep has not run.\n'
@@ -197,30 +197,31 @@ def _fig4(workdir, cfg: dict, report: pathlib.Path) -> str:
 def write_report(workdir) -> pathlib.Path:
   """Writes `<workdir>/report/` and returns the path of its README.md."""
   workdir = pathlib.Path(workdir)
-  report = workdir / 'report'
+  report = wd.report_dir(workdir)
   report.mkdir(parents=True, exist_ok=True)
-  cfg = results.read_json(workdir / 'reproduce.json') or {}
-  status = results.read_json(workdir / 'status.json') or {}
+  cfg = wd.read_json(workdir / wd.SETTINGS_FILE) or {}
+  status = wd.read_json(workdir / wd.STATUS_FILE) or {}
   source = cfg.get('source', 'unknown')
   sign_names = tuple(cfg.get('signs') or signs.SIGNS)
 
   t1 = tables.table1(workdir, sign_names)
   t2 = tables.table2(workdir)
-  stage_files.write_text(report / 'table1_binary.csv', tables.to_csv(t1))
-  stage_files.write_text(report / 'table2_ten_class.csv', tables.to_csv(t2))
+  wd.write_text(report / 'table1_binary.csv', tables.to_csv(t1))
+  wd.write_text(report / 'table2_ten_class.csv', tables.to_csv(t2))
   titles = tables.METHOD_TITLES
   cm2 = figures.confusion_ten(workdir, paper_results.TABLE2_METHODS, titles,
                               report / 'confusion_ten_class.png')
   cm1 = figures.confusion_binary(workdir, sign_names, paper_results.TABLE1_METHODS, titles,
                                  report / 'confusion_binary.png')
   curves = figures.training_curves(workdir, {
-      'CVAE-GAN': 'gan', '10-class pre-training': 'ten_pretrain',
-      '10-class fine-tuning': 'ten_finetune', '10-class scratch': 'ten_scratch',
-      '10-class traditional': 'ten_traditional',
-      f'binary {sign_names[0]} fine-tuning': f'binary_{sign_names[0]}_finetune'},
+      'CVAE-GAN': wd.GAN, '10-class pre-training': wd.ten_stage('pretrain'),
+      '10-class fine-tuning': wd.ten_stage('finetune'),
+      '10-class scratch': wd.ten_stage('scratch'),
+      '10-class traditional': wd.ten_stage('traditional'),
+      f'binary {sign_names[0]} fine-tuning': wd.binary_stage(sign_names[0], 'finetune')},
       report / 'training_curves.png')
 
-  folds = sorted(results.fold_dirs(workdir))
+  folds = sorted(wd.fold_dirs(workdir))
   t2m = t2.cells['mean', 'finetune']
   parts = [
       first_line(source, cfg.get('data_dir', '')),
@@ -275,7 +276,7 @@ def write_report(workdir) -> pathlib.Path:
       _timings(status),
   ]
   readme = report / 'README.md'
-  stage_files.write_text(readme, '\n'.join(parts).rstrip() + '\n')
+  wd.write_text(readme, '\n'.join(parts).rstrip() + '\n')
   return readme
 
 

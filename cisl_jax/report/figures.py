@@ -1,6 +1,4 @@
 """The report's figures (PNG): confusion matrices, training curves, Fig. 4 and Fig. 5."""
-import json
-import os
 import pathlib
 
 import matplotlib
@@ -9,19 +7,15 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from cisl_jax import signs
+from cisl_jax import workdir as wd
 from cisl_jax.report import results
 
 DPI = 110
 
 
 def _save(fig, path) -> pathlib.Path:
-  """Saves atomically (temp file, then rename) and closes the figure."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f'.{path.stem}.tmp.png')
-  fig.savefig(tmp, dpi=DPI, bbox_inches='tight')
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  """Saves atomically and closes the figure."""
+  return wd.save_figure(fig, path, dpi=DPI, bbox_inches='tight')
 
 
 def _matrix(ax, cm: np.ndarray, names, title: str):
@@ -42,7 +36,8 @@ def _matrix(ax, cm: np.ndarray, names, title: str):
 
 def confusion_ten(workdir, methods, titles, path) -> pathlib.Path | None:
   """One panel per 10-class method, counts summed over the folds."""
-  cms = {m: results.pooled_confusion(workdir, f'ten_{m}', signs.NUM_CLASSES) for m in methods}
+  cms = {m: results.pooled_confusion(workdir, wd.ten_stage(m), signs.NUM_CLASSES)
+         for m in methods}
   cms = {m: c for m, c in cms.items() if c is not None}
   if not cms:
     return None
@@ -57,7 +52,7 @@ def confusion_ten(workdir, methods, titles, path) -> pathlib.Path | None:
 
 def confusion_binary(workdir, sign_names, methods, titles, path) -> pathlib.Path | None:
   """A grid of 2x2 matrices: one row per method, one column per sign."""
-  grid = {(m, s): results.pooled_confusion(workdir, f'binary_{s}_{m}', 2)
+  grid = {(m, s): results.pooled_confusion(workdir, wd.binary_stage(s, m), 2)
           for m in methods for s in sign_names}
   if all(v is None for v in grid.values()):
     return None
@@ -81,37 +76,29 @@ def confusion_binary(workdir, sign_names, methods, titles, path) -> pathlib.Path
 
 
 def read_scalars(stage_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{tag: (steps, values)} of a stage's training log: `history.json` (a list of
-  {'step': s, tag: value}) when present, else its TensorBoard event files."""
+  """{tag: (steps, values)} of a stage's TensorBoard event files."""
   stage_dir = pathlib.Path(stage_dir)
   series: dict[str, list[tuple[int, float]]] = {}
-  hist = stage_dir / 'history.json'
-  if hist.exists():
-    for rec in json.loads(hist.read_text()):
-      for k, v in rec.items():
-        if k != 'step' and isinstance(v, (int, float)):
-          series.setdefault(k, []).append((int(rec['step']), float(v)))
-  else:
-    events = sorted(stage_dir.rglob('events.out.tfevents.*'))
-    if events:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      for ev in events:
-        prefix = '' if ev.parent == stage_dir else f'{ev.parent.name}/'
-        try:
-          for e in tf.compat.v1.train.summary_iterator(str(ev)):
-            for v in e.summary.value:
-              if v.HasField('simple_value'):
-                value = v.simple_value
-              elif v.HasField('tensor'):
-                arr = tf.make_ndarray(v.tensor)
-                if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
-                  continue
-                value = float(arr.reshape(()))
-              else:
+  events = sorted(stage_dir.rglob('events.out.tfevents.*'))
+  if events:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    for ev in events:
+      prefix = '' if ev.parent == stage_dir else f'{ev.parent.name}/'
+      try:
+        for e in tf.compat.v1.train.summary_iterator(str(ev)):
+          for v in e.summary.value:
+            if v.HasField('simple_value'):
+              value = v.simple_value
+            elif v.HasField('tensor'):
+              arr = tf.make_ndarray(v.tensor)
+              if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
                 continue
-              series.setdefault(prefix + v.tag, []).append((int(e.step), float(value)))
-        except tf.errors.DataLossError:
-          continue  # a file cut short by a kill: keep what was read
+              value = float(arr.reshape(()))
+            else:
+              continue
+            series.setdefault(prefix + v.tag, []).append((int(e.step), float(value)))
+      except tf.errors.DataLossError:
+        continue  # a file cut short by a kill: keep what was read
   out = {}
   for k, pts in series.items():
     pts.sort()
@@ -122,7 +109,7 @@ def read_scalars(stage_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | None:
   """One panel per stage (title -> stage folder under fold 0), every scalar tag whose
   name says loss, accuracy or learning rate; None when no stage logged anything."""
-  folds = results.fold_dirs(workdir)
+  folds = wd.fold_dirs(workdir)
   if not folds:
     return None
   first = folds[min(folds)]

@@ -1,24 +1,21 @@
 """Reads a reproduce workdir's per-fold stage results and summarises them per table cell.
 
-Layout read (written by cisl_jax/reproduce.py and the stage functions):
-  <workdir>/fold<k>/<stage>/metrics.json   the stage's metrics on the held-out fold
-  <workdir>/fold<k>/<stage>/predictions.npz  `labels` and `preds` (or `logits`)
+Layout read (cisl_jax/workdir.py): `<workdir>/fold<k>/<stage>/predictions.npz` with the
+`labels` and `preds` of each finished classifier stage on its held-out fold.
 A cell (a sign or class, a method) gets: mean +- std over folds of AC, SE, SP, and the
 95% bootstrap interval over the held-out patches pooled over the folds.
 """
 import contextlib
 import dataclasses
-import json
 import pathlib
-import re
 import warnings
 
 import numpy as np
 
 from cisl_jax import metrics as metrics_lib
 from cisl_jax import signs
+from cisl_jax import workdir as wd
 
-FOLD_RE = re.compile(r'^fold(\d+)$')
 NUM_BOOTSTRAP = 1000
 # metrics.classification_metrics keys of the binary task's AC, SE, SP.
 BINARY_NAMES = ('accuracy', 'sensitivity_pos', 'specificity_pos')
@@ -39,50 +36,20 @@ class Cell:
     return cls(nan, nan, np.full((3, 2), np.nan), 0, 0)
 
 
-def fold_dirs(workdir) -> dict[int, pathlib.Path]:
-  """{fold index: folder} of the folds present in `workdir`."""
-  out = {}
-  for p in sorted(pathlib.Path(workdir).glob('fold*')):
-    m = FOLD_RE.match(p.name)
-    if m and p.is_dir():
-      out[int(m.group(1))] = p
-  return out
-
-
 def load_predictions(stage_dir) -> tuple[np.ndarray, np.ndarray] | None:
   """(labels, preds) of a finished classifier stage, or None when it has none."""
-  stage_dir = pathlib.Path(stage_dir)
-  npz = stage_dir / 'predictions.npz'
-  if npz.exists():
-    with np.load(npz) as d:
-      labels = d['labels']
-      if 'preds' in d:
-        preds = d['preds']
-      elif 'predictions' in d:
-        preds = d['predictions']
-      else:
-        preds = np.argmax(d['logits'], axis=-1)
-    return labels.astype(np.int64).reshape(-1), preds.astype(np.int64).reshape(-1)
-  metrics = read_json(stage_dir / 'metrics.json')
-  if metrics and 'labels' in metrics and ('preds' in metrics or 'predictions' in metrics):
-    preds = metrics.get('preds', metrics.get('predictions'))
-    return np.asarray(metrics['labels'], np.int64), np.asarray(preds, np.int64)
-  return None
-
-
-def read_json(path) -> dict | None:
-  """The JSON object at `path`, or None when it does not exist."""
-  path = pathlib.Path(path)
-  if not path.exists():
+  npz = pathlib.Path(stage_dir) / wd.PREDICTIONS_FILE
+  if not npz.exists():
     return None
-  with path.open() as f:
-    return json.load(f)
+  with np.load(npz) as d:
+    labels, preds = d['labels'], d['preds']
+  return labels.astype(np.int64).reshape(-1), preds.astype(np.int64).reshape(-1)
 
 
 def stage_predictions(workdir, stage: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
   """{fold: (labels, preds)} of `stage` over the folds where it finished."""
   out = {}
-  for k, d in fold_dirs(workdir).items():
+  for k, d in wd.fold_dirs(workdir).items():
     p = load_predictions(d / stage)
     if p is not None:
       out[k] = p

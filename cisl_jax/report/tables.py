@@ -8,6 +8,7 @@ import numpy as np
 
 from cisl_jax import paper_results
 from cisl_jax import signs
+from cisl_jax import workdir as wd
 from cisl_jax.report import results
 
 METHOD_TITLES = {
@@ -28,26 +29,16 @@ class Table:
   paper: dict[tuple[str, str], tuple]  # (row, method) -> paper's (AC, SE, SP)
 
 
-def binary_stage(sign: str, method: str) -> str:
-  """Stage folder name of a binary classifier run."""
-  return f'binary_{sign}_{method}'
-
-
-def ten_stage(method: str) -> str:
-  """Stage folder name of a 10-class classifier run."""
-  return f'ten_{method}'
-
-
 def table1(workdir, sign_names=signs.SIGNS) -> Table:
   """Table I (binary, per sign) from the workdir's results."""
   methods = paper_results.TABLE1_METHODS
   cells, paper = {}, {}
   for m in methods:
     for s in sign_names:
-      cells[s, m] = results.binary_cell(workdir, binary_stage(s, m))
+      cells[s, m] = results.binary_cell(workdir, wd.binary_stage(s, m))
       paper[s, m] = paper_results.table1(s, m)
     cells['mean', m] = results.binary_mean_cell(
-        workdir, [binary_stage(s, m) for s in sign_names])
+        workdir, [wd.binary_stage(s, m) for s in sign_names])
     paper['mean', m] = paper_results.table1('mean', m)
   return Table('I', tuple(sign_names) + ('mean',), methods, cells, paper)
 
@@ -57,7 +48,7 @@ def table2(workdir) -> Table:
   methods = paper_results.TABLE2_METHODS
   cells, paper = {}, {}
   for m in methods:
-    by_class = results.class_cells(workdir, ten_stage(m))
+    by_class = results.class_cells(workdir, wd.ten_stage(m))
     for c, name in enumerate(signs.CLASS_NAMES):
       cells[name, m] = by_class[c]
       paper[name, m] = paper_results.table2(name, m)

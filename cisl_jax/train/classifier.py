@@ -36,11 +36,11 @@ from cisl_jax import metrics as metrics_lib
 from cisl_jax import run_config
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import classifier as classifier_lib
 from cisl_jax.train import common
 
 MODES = ('scratch', 'pretrain', 'finetune', 'augment', 'transfer')
-PREDICTIONS_FILE = 'predictions.npz'
 
 
 def num_classes_of(config: ml_collections.ConfigDict) -> int:
@@ -193,7 +193,7 @@ def test_data(config: ml_collections.ConfigDict, data_seed: int):
 
 def generated_set_dir(path: str) -> str:
   """A generate.py workdir or the generated-set folder itself."""
-  inner = os.path.join(path, 'generated')
+  inner = os.path.join(path, workdir_lib.GENERATED_DIR)
   return inner if os.path.isdir(inner) else path
 
 
@@ -218,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   finished and is returned as is.
   """
   _check_mode(config)
-  if (done := common.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir)) is not None:
     return done
   mesh = common.start_stage(config, workdir)
   init_key, data_seed, train_key = common.split_keys(config.seed)
@@ -301,9 +301,9 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
   if config.mode == 'transfer':
     from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
     result['transfer'] = transfer.describe(config)
-  pred_path = common.save_npz(os.path.join(workdir, PREDICTIONS_FILE), labels=labels,
-                              preds=preds, probs=probs)
-  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  pred_path = workdir_lib.save_npz(os.path.join(workdir, workdir_lib.PREDICTIONS_FILE),
+                                   labels=labels, preds=preds, probs=probs)
+  path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
         f'patches: {target["description"]}; wrote {path} and {pred_path}')
   return result
@@ -318,7 +318,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   (run_config.evaluation_target: other data are labelled, training data refused unless
   config.allow_training_data).
   """
-  if (done := common.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir)) is not None:
     return done
   source = config.classifier_workdir or workdir
   train_config = run_config.classifier_config(source)

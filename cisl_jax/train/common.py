@@ -7,13 +7,12 @@
   image grids through tf.summary (TensorFlow kept off the GPUs).
 - `check_finite`: the NaN guard.
 - `start_stage`: multi-host join, config.json, the device mesh.
-- `finished`, `is_done`, `write_json` (from cisl_jax/stage_files.py): finished stages are
-  recognised by their metrics.json, written atomically.
+The stage folder's file names, the finished check and atomic writes are in
+cisl_jax/workdir.py.
 """
 import collections
 import json
 import os
-import tempfile
 import time
 from typing import Any, Mapping
 
@@ -24,14 +23,7 @@ import numpy as np
 from flax import nnx
 
 from cisl_jax import sharding
-from cisl_jax import stage_files
-
-# The stage-file contract, shared with the orchestrator (cisl_jax/stage_files.py).
-METRICS_FILE = stage_files.METRICS_FILE
-finished = stage_files.finished
-is_done = stage_files.is_done
-read_metrics = stage_files.read_metrics
-write_json = stage_files.write_json
+from cisl_jax import workdir as workdir_lib
 
 
 # How many times each jitted step function has been traced (tests assert 1).
@@ -159,17 +151,6 @@ def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:
         'check the inputs; restarting in the same workdir resumes from that checkpoint.')
 
 
-def save_npz(path: str, **arrays: np.ndarray) -> str:
-  """Writes an .npz atomically."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.npz')
-  with os.fdopen(fd, 'wb') as f:
-    np.savez(f, **arrays)
-  os.replace(tmp, path)
-  return path
-
-
 def to_dict(config: Any) -> dict[str, Any]:
   """A ConfigDict as a plain JSON-able dict (placeholders as None)."""
   return json.loads(config.to_json_best_effort()) if hasattr(config, 'to_json_best_effort') \
@@ -209,5 +190,5 @@ def start_stage(config: Any, workdir: str):
   sharding.initialize_distributed(config.coordinator_address, config.num_processes,
                                   config.process_id)
   os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, 'config.json'), to_dict(config))
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE), to_dict(config))
   return sharding.make_mesh()

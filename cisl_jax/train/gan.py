@@ -13,7 +13,6 @@ State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state' (one Adam per group
 classifier, discriminator, encoder_decoder), 'class_means'}.
 """
 import functools
-import json
 import os
 from typing import Any
 
@@ -30,6 +29,7 @@ from cisl_jax import input_pipeline
 from cisl_jax import losses
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import cvae_gan
 from cisl_jax.train import common
 
@@ -220,12 +220,8 @@ def sample_grid(graphdef, state, key, per_sign: int = 4) -> np.ndarray:
 
 def restore(gan_workdir: str) -> tuple[nnx.GraphDef, dict[str, Any], ml_collections.ConfigDict]:
   """(graphdef, state, config) of a finished or interrupted GAN run, from its workdir."""
-  config_path = os.path.join(gan_workdir, 'config.json')
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f'{config_path} not found: config.gan_workdir must be the '
-                            '--workdir of a train_gan.py run.')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(workdir_lib.read_config(
+      gan_workdir, 'config.gan_workdir must be the --workdir of a train_gan.py run'))
   tx = make_optimizer(config)
   init_key, _, _ = common.split_keys(config.seed)
   graphdef, state = init_state(config, init_key, tx)
@@ -244,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Resumes from the latest checkpoint in `workdir`; returns the metrics (also written to
   `<workdir>/metrics.json`, whose presence marks the stage as done).
   """
-  if (done := common.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir)) is not None:
     return done
   mesh = common.start_stage(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)
@@ -292,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                           config.batch_size, mesh, train_key)}
   summaries.scalars(config.num_steps, {f'held_out/{k}': v for k, v in result['held_out'].items()})
   summaries.close()
-  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   print(f'train_gan: wrote {checkpointing.checkpoint_dir(workdir)}, TensorBoard events and '
         f'{path}')
   return result

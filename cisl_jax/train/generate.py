@@ -5,7 +5,6 @@ load_generated), `<workdir>/fig3_real_vs_generated.png` (real training patches b
 generated ones, one row per sign, as the paper's Fig. 3) and `<workdir>/metrics.json`.
 """
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -21,11 +20,10 @@ import numpy as np
 from cisl_jax import input_pipeline
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import workdir as workdir_lib
 from cisl_jax.train import common
 from cisl_jax.train import gan
 
-FIG3_FILE = 'fig3_real_vs_generated.png'
-GENERATED_DIR = 'generated'
 
 
 def generate_images(graphdef, state, key: jax.Array, labels: np.ndarray,
@@ -68,18 +66,13 @@ def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_label
   axes[0, per_sign // 2].set_title('real', fontsize=9)
   axes[0, per_sign + per_sign // 2].set_title('generated', fontsize=9)
   fig.tight_layout(pad=0.2)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.png')
-  os.close(fd)
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  workdir_lib.save_figure(fig, path, dpi=100)
   return path
 
 
 def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Restores the GAN of config.gan_workdir and writes the generated set and Fig. 3."""
-  if (done := common.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir)) is not None:
     return done
   if not config.gan_workdir:
     raise ValueError('generate needs --config.gan_workdir (the --workdir of train_gan.py).')
@@ -92,17 +85,17 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _, _, key = common.split_keys(config.seed)
   labels = np.repeat(np.arange(signs.NUM_SIGNS, dtype=np.int32), config.num_per_sign)
   images = generate_images(graphdef, state, key, labels, config.batch_size)
-  out_dir = input_pipeline.write_generated(os.path.join(workdir, GENERATED_DIR), images,
+  out_dir = input_pipeline.write_generated(os.path.join(workdir, workdir_lib.GENERATED_DIR), images,
                                            labels)
   real = input_pipeline.load_split(gan_config.data_dir, gan_config.source,
                                    common.training_folds(gan_config))
   real_images, real_labels = gan.sign_patches(real)
   fig_path = fig3(real_images, real_labels, images, labels, config.fig3_per_sign,
-                  os.path.join(workdir, FIG3_FILE), config.seed)
+                  os.path.join(workdir, workdir_lib.FIG3_FILE), config.seed)
   result = {'stage': 'generate', 'gan_workdir': os.path.abspath(config.gan_workdir),
             'num_per_sign': int(config.num_per_sign), 'num_generated': int(len(labels)),
             'generated_dir': out_dir, 'fig3': fig_path,
             'pixel_mean': float(images.mean()), 'pixel_std': float(images.std())}
-  path = common.write_json(os.path.join(workdir, common.METRICS_FILE), result)
+  path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   print(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
   return result

@@ -19,8 +19,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 
@@ -30,6 +28,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom import uid as pydicom_uid
 
 from cisl_jax import signs as signs_lib
+from cisl_jax import workdir
 from cisl_jax.data.sources import phantom_anatomy as pa
 from cisl_jax.data.sources import phantom_signs as ps
 
@@ -252,9 +251,8 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
   if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
     raise FileExistsError(f'{out_dir}: folder exists and is not empty; remove it, choose '
                           'another folder or pass overwrite=True.')
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
-  try:
+  with workdir.atomic_dir(out_dir) as tmp:
+    tmp = pathlib.Path(tmp)
     rows, oversized, n_slices = [], [], 0
     start = time.time()
     for patient, anat in _patients(seed, num_patients, counts, num_oversized, size,
@@ -285,14 +283,4 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
                       'half the slice in width and height and are dropped by the patch '
                       'rule, so the kept counts equal `counts`.'))
     (tmp / INFO).write_text(json.dumps(info, indent=1) + '\n')
-    if out_dir.exists():
-      trash = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.old-', dir=out_dir.parent))
-      os.replace(out_dir, trash / out_dir.name)
-      os.replace(tmp, out_dir)
-      shutil.rmtree(trash, ignore_errors=True)
-    else:
-      os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out_dir / MANIFEST

@@ -1,0 +1,246 @@
+"""The run layout: stage paths, file names, the finished-stage check, atomic writes.
+
+A reproduce run's workdir is `<workdir>/fold<k>/<stage>/` per stage, plus
+`<workdir>/report/`, `status.json` and `reproduce.json`. A stage folder holds
+`checkpoints/`, TensorBoard events, `config.json` (the config it ran with) and, last,
+`metrics.json`, whose presence marks the stage as finished. Every reader and writer of
+these names goes through this module, and every file or folder that a later step reads
+is written atomically (a temporary name beside it, then `os.replace`), so a kill never
+leaves a half-written result that looks whole.
+
+No JAX or TensorFlow here, so the orchestrator and the report use it without loading
+model code.
+"""
+import contextlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+from absl import logging
+import numpy as np
+
+PathLike = str | os.PathLike
+
+# Files of a stage folder.
+METRICS_FILE = 'metrics.json'  # written last: the stage is finished
+CONFIG_FILE = 'config.json'  # the config the stage ran with
+PREDICTIONS_FILE = 'predictions.npz'  # classifier stages: labels, preds, probs
+CHECKPOINTS_DIR = 'checkpoints'  # Orbax checkpoints
+GENERATED_DIR = 'generated'  # generate stage: the generated patch set
+FIG3_FILE = 'fig3_real_vs_generated.png'  # generate stage: the paper's Fig. 3 grid
+QUALITY_JSON = 'quality.json'  # quality stage: every measure
+QUALITY_MD = 'quality.md'  # quality stage: the report section
+MEMORISATION_PNG = 'memorisation.png'  # quality stage: the most suspicious patches
+
+# Files and folders of a reproduce run's workdir.
+STATUS_FILE = 'status.json'  # stage states, errors and times
+SETTINGS_FILE = 'reproduce.json'  # the run's settings, for the report
+REPORT_DIR = 'report'
+
+# Stage folder names under fold<k>/.
+GAN = 'gan'
+GENERATE = 'generate'
+QUALITY = 'quality'
+FOLD_RE = re.compile(r'^fold(\d+)$')
+
+
+def ten_stage(method: str) -> str:
+  """A 10-class classifier stage: 'ten_scratch', 'ten_pretrain', ..."""
+  return f'ten_{method}'
+
+
+def binary_stage(sign: str, method: str) -> str:
+  """A binary classifier stage of one sign: 'binary_GGO_finetune', ..."""
+  return f'binary_{sign}_{method}'
+
+
+def sweep_stage(size: int, method: str, sign: str = 'GGO') -> str:
+  """A Fig. 4 sweep stage: 'sweep_GGO_128_pretrain', ..."""
+  return f'sweep_{sign}_{size}_{method}'
+
+
+def transfer_stage(arch: str, sign: str | None = None) -> str:
+  """An ImageNet transfer stage: 'ten_transfer_vgg16' or 'binary_GGO_transfer_vgg16'."""
+  return ten_stage(f'transfer_{arch}') if sign is None else binary_stage(
+      sign, f'transfer_{arch}')
+
+
+def fold_name(fold: int) -> str:
+  return f'fold{fold}'
+
+
+def stage_key(fold: int, stage: str) -> str:
+  """'fold<k>/<stage>': a stage's name in status.json and in the log."""
+  return f'{fold_name(fold)}/{stage}'
+
+
+def fold_dir(workdir: PathLike, fold: int) -> pathlib.Path:
+  return pathlib.Path(workdir) / fold_name(fold)
+
+
+def stage_dir(workdir: PathLike, fold: int, stage: str) -> pathlib.Path:
+  return fold_dir(workdir, fold) / stage
+
+
+def fold_dirs(workdir: PathLike) -> dict[int, pathlib.Path]:
+  """{fold index: folder} of the folds present in `workdir`."""
+  out = {}
+  for p in sorted(pathlib.Path(workdir).glob('fold*')):
+    m = FOLD_RE.match(p.name)
+    if m and p.is_dir():
+      out[int(m.group(1))] = p
+  return out
+
+
+def report_dir(workdir: PathLike) -> pathlib.Path:
+  return pathlib.Path(workdir) / REPORT_DIR
+
+
+# ---- Atomic writes -----------------------------------------------------------------------
+
+
+def _temp_beside(path: str, suffix: str = '') -> tuple[int, str]:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  return tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=suffix)
+
+
+def write_text(path: PathLike, text: str) -> str:
+  """Writes `text` atomically (temp file in the same folder, then os.replace)."""
+  path = os.fspath(path)
+  fd, tmp = _temp_beside(path)
+  try:
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    _remove(tmp)
+    raise
+  return path
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, np.integer):
+    return int(x)
+  if isinstance(x, np.floating):
+    return float(x)
+  if hasattr(x, '__array__'):  # numpy and JAX arrays
+    return np.asarray(x).tolist()
+  raise TypeError(f'not JSON serialisable: {type(x)}')
+
+
+def write_json(path: PathLike, obj: Any) -> str:
+  """Writes JSON atomically; numpy and JAX scalars and arrays become plain values."""
+  return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+
+
+def save_npz(path: PathLike, **arrays: np.ndarray) -> str:
+  """Writes an .npz atomically."""
+  path = os.fspath(path)
+  fd, tmp = _temp_beside(path, suffix='.npz')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    _remove(tmp)
+    raise
+  return path
+
+
+def save_figure(fig: Any, path: PathLike, **savefig_kwargs: Any) -> pathlib.Path:
+  """Saves a matplotlib figure atomically and closes it; kwargs go to `fig.savefig`."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  fd, tmp = _temp_beside(os.fspath(path), suffix=path.suffix or '.png')
+  os.close(fd)
+  try:
+    fig.savefig(tmp, **savefig_kwargs)
+    os.replace(tmp, path)
+  except BaseException:
+    _remove(tmp)
+    raise
+  finally:
+    plt.close(fig)
+  return path
+
+
+def _remove(path: str) -> None:
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(path)
+
+
+def replace_dir(built: PathLike, final: PathLike) -> str:
+  """Moves the finished folder `built` to `final`; an existing `final` is moved aside
+  first and deleted only once the new one is in place. Both must be on one filesystem."""
+  built, final = os.path.abspath(built), os.path.abspath(final)
+  parent = os.path.dirname(final)
+  os.makedirs(parent, exist_ok=True)
+  if os.path.exists(final):
+    trash = tempfile.mkdtemp(prefix=f'.{os.path.basename(final)}.old-', dir=parent)
+    os.replace(final, os.path.join(trash, 'old'))
+    os.replace(built, final)
+    shutil.rmtree(trash, ignore_errors=True)
+  else:
+    os.replace(built, final)
+  return final
+
+
+@contextlib.contextmanager
+def atomic_dir(final: PathLike) -> Iterator[str]:
+  """Yields a temporary folder beside `final`; on success it replaces `final`
+  (`replace_dir`), on any failure it is deleted and `final` is left as it was."""
+  final = os.path.abspath(final)
+  parent = os.path.dirname(final)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(final)}.tmp-', dir=parent)
+  try:
+    yield tmp
+    replace_dir(tmp, final)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+# ---- Reading stage folders ---------------------------------------------------------------
+
+
+def is_done(stage: PathLike) -> bool:
+  """True when the stage in folder `stage` has finished (its metrics.json exists)."""
+  return os.path.isfile(os.path.join(stage, METRICS_FILE))
+
+
+def read_json(path: PathLike) -> Any:
+  """The JSON at `path`, or None when the file does not exist."""
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def read_metrics(stage: PathLike) -> dict[str, Any]:
+  with open(os.path.join(stage, METRICS_FILE), encoding='utf-8') as f:
+    return json.load(f)
+
+
+def finished(stage: PathLike) -> dict[str, Any] | None:
+  """The metrics of a finished stage (logged as not re-run), or None if it must run."""
+  if not is_done(stage):
+    return None
+  logging.info('%s already has %s; not re-running.', stage, METRICS_FILE)
+  return read_metrics(stage)
+
+
+def read_config(stage: PathLike, what: str) -> dict[str, Any]:
+  """The config.json of the stage in folder `stage`; `what` names the flag that gave
+  the folder, for the error (e.g. 'config.gan_workdir must be the --workdir of a
+  train_gan.py run')."""
+  path = os.path.join(stage, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} not found: {what}.')
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
