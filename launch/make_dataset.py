@@ -7,9 +7,11 @@
   python launch/make_dataset.py --source=liss --input=/path/liss_manual_dir --data_dir=data
 
 Writes `<data_dir>/cisl_patches/<source>/1.0.0/` (TFDS files, dataset_card.json,
-examples.png) only when the build is complete. Bad inputs stop the build with the
+examples.png) only when the build is complete. For LIDC a short summary (patients,
+nodules by number of readers, signs, contours on absent slices) comes before the path. Bad inputs stop the build with the
 file or row and the fix; `--skip_bad` skips them and lists them in the card.
 """
+import json
 import os
 
 from absl import app
@@ -18,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from cisl_jax.data import tfds_builder
+from cisl_jax.data.sources import lidc
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'make_dataset.py'),
@@ -37,6 +40,9 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   card = tfds_builder.build_dataset(_SOURCE.value, _INPUT.value, _DATA_DIR.value,
                                     _CONFIG.value, skip_bad=_SKIP_BAD.value)
+  if _SOURCE.value == 'lidc':
+    with open(card) as f:
+      print('\n'.join(lidc.summary_lines(json.load(f)['lidc'])))
   print(card, flush=True)
 
 

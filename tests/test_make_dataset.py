@@ -53,3 +53,21 @@ def test_bad_input_exits_with_named_file(tmp_path, fixture_dir):
   assert out.returncode != 0
   assert '013.xml' in out.stderr and 'voc_sign' in out.stderr
   assert not (data / 'cisl_patches').exists()
+
+
+def test_real_lidc_builds_and_ends_with_its_summary(tmp_path, lidc_fixture):
+  from cisl_jax.data.sources import lidc  # pylint: disable=g-import-not-at-top
+  data = tmp_path / 'data'
+  # Three patients cannot fill every class in 3 folds: the only flag needed.
+  out = _run('--source=lidc', f'--input={lidc_fixture}', f'--data_dir={data}',
+             '--config.require_classes=none')
+  assert out.returncode == 0, out.stderr[-3000:]
+  lines = out.stdout.strip().splitlines()
+  card = json.loads(pathlib.Path(lines[-1]).read_text())
+  assert card['lidc'] == json.loads(json.dumps(lidc.load(lidc_fixture)[2]))
+  assert lines[-5:-1] == lidc.summary_lines(card['lidc'])
+  assert lines[-4].startswith('lidc: nodules by number of readers: 1: ')
+  assert card['num_patients'] == card['lidc']['patients'] == 3
+  for sign, n in card['lidc']['sign_boxes'].items():
+    assert card['input_boxes_per_sign'][sign] == card['boxes_with_patches_per_sign'][sign] == n
+  assert card['patches_per_class']['normal'] > 0 and card['skipped']['count'] == 0

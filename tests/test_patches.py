@@ -102,6 +102,26 @@ def test_background_in_lung_off_boxes_with_slice_signs():
     assert p.slice_signs.tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0]
 
 
+def test_background_keeps_off_sign_free_marks():
+  # A sign-free box (e.g. a LIDC reader's small nodule, grown by a margin) gives no patch,
+  # but no background patch may touch it, on a slice with or without a sign box.
+  hu = ct_slice()
+  marks = [_box(None, 40, 70, 50, 80), _box(None, 200, 180, 210, 190)]
+  cfg = _cfg(backgrounds_per_slice=30)
+  for recs in ([_box(None, 0, 0, 0, 0), *marks], [_box('GGO', 170, 140, 180, 150), *marks]):
+    res = patches.slice_patches(hu, recs, cfg, np.random.default_rng(2))
+    bg = [p for p in res.patches if p.kind == 'background']
+    assert bg and len(res.patches) == len(bg) + (recs[0].sign is not None)
+    for p in bg:
+      x0, y0, x1, y1 = p.box
+      for m in marks:
+        assert x1 <= m.x0 or x0 >= m.x1 or y1 <= m.y0 or y0 >= m.y1, (p.box, m)
+  # Without the marks, the same draws land on them: the test can fail.
+  free = patches.slice_patches(hu, [_box(None, 0, 0, 0, 0)], cfg, np.random.default_rng(2))
+  assert any(not (p.box[2] <= m.x0 or p.box[0] >= m.x1 or p.box[3] <= m.y0
+                  or p.box[1] >= m.y1) for p in free.patches for m in marks)
+
+
 def test_box_free_slice_and_determinism():
   hu = ct_slice()
   recs = [_box(None, 0, 0, 0, 0)]

@@ -132,7 +132,7 @@ def test_lidc_counts_match_input(tmp_path):
   from cisl_jax.data.sources import lidc  # pylint: disable=g-import-not-at-top
   root = tmp_path / 'LIDC-IDRI'
   test_lidc.write_lidc(root)
-  records, _ = lidc.load(root)
+  records, _, _ = lidc.load(root)
   cfg = _cfg(num_folds=2, require_classes='none')
   card = json.loads(open(tfds_builder.build_dataset('lidc', str(root), str(tmp_path / 'd'),
                                                     cfg)).read())

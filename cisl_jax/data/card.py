@@ -43,7 +43,7 @@ def make_card(collected, cfg: ml_collections.ConfigDict, version: str,
   per_class_total = collections.Counter(names[p.label] for p in c.patches)
   sign_patches_by_box = collections.Counter(
       (p.path, p.box, names[p.label]) for p in c.patches if p.kind != 'background')
-  return {
+  card = {
       'dataset': f'cisl_patches/{c.source}',
       'version': version,
       'source': c.source,
@@ -69,6 +69,9 @@ def make_card(collected, cfg: ml_collections.ConfigDict, version: str,
       'config': cfg.to_dict(),
       'build_seconds': seconds,
   }
+  if c.source_summary:  # what the source itself counted (LIDC: readers, absent contours)
+    card[c.source] = c.source_summary
+  return card
 
 
 def _default(o):

@@ -9,7 +9,9 @@ For each boxed sign on a slice (Section III-A of the paper):
 - a box wider or taller than `max_box_share` of the slice is dropped and counted
   (the paper: such boxes are not well annotated).
 Background patches ('background', label normal) are cut at random inside the lung
-field, overlapping no box on the slice, `backgrounds_per_slice` per slice; they carry
+field, overlapping no box on the slice (sign boxes, and the sign-free boxes a source
+lists to keep them off, e.g. LIDC's other reader marks), `backgrounds_per_slice` per
+slice; they carry
 the slice's signs so a binary task can draw non-sign patches from slices without s.
 
 Intensities: a fixed HU window (level/width from the config) clipped and mapped to
@@ -170,8 +172,11 @@ def slice_patches(hu: np.ndarray, boxes: Sequence[BoxedSlice], cfg: ml_collectio
       dropped.append(b)
       continue
     patches.extend(sign_patches(img, b, cfg, slice_signs))
-  patches.extend(background_patches(img, hu, signed, cfg, rng, first.patient_id, first.path,
-                                    slice_signs))
+  # Sign-free boxes (a source's marks that give no sign, e.g. LIDC's small nodules and
+  # non-nodules) give no patch, but background patches keep off them too.
+  marks = [b for b in boxes if b.sign is None and b.x1 > b.x0 and b.y1 > b.y0]
+  patches.extend(background_patches(img, hu, signed + marks, cfg, rng, first.patient_id,
+                                    first.path, slice_signs))
   return SliceResult(patches, dropped)
 
 

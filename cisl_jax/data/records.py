@@ -8,8 +8,9 @@ class BoxedSlice:
 
   The box is half-open, [x0, x1) x [y0, y1), columns x and rows y, as in PASCAL-VOC
   read with xmax/ymax exclusive. `sign` is a canonical name from `cisl_jax.signs`,
-  or None for a slice listed without a box (a sign-free slice that still gives
-  background patches).
+  or None: with the empty box (0, 0, 0, 0), a slice listed without a box (a sign-free
+  slice that still gives background patches); with a box, a region that gives no patch
+  but that background patches keep off (e.g. a LIDC reader's mark without a sign).
   """
   patient_id: str
   path: str  # the slice file: DICOM, 16-bit PNG or NPY

@@ -73,25 +73,29 @@ class Collected:
   records: list[BoxedSlice]
   dropped: list[BoxedSlice]
   skipped: list[tuple[str, str]]
+  source_summary: dict = dataclasses.field(default_factory=dict)  # e.g. LIDC's readers
 
   def fold_patches(self, k: int) -> list[patches_lib.Patch]:
     return [p for p in self.patches if self.folds[p.patient_id] == k]
 
 
 def load_source(source: str, input_path: str | None, cfg: ml_collections.ConfigDict,
-                skip_bad: bool) -> tuple[list[BoxedSlice], list[tuple[str, str]]]:
-  """Boxed slices of one source (the phantom is written first, then read as a manifest)."""
+                skip_bad: bool) -> tuple[list[BoxedSlice], list[tuple[str, str]], dict]:
+  """(records, skipped, summary) of one source; the summary goes into the card.
+
+  The phantom is written first, then read as a manifest; only LIDC has a summary.
+  """
   if source not in SOURCES:
     raise ValueError(f'unknown source {source!r}; use one of {", ".join(SOURCES)}.')
   if not input_path:
     raise ValueError(f'--source={source} needs --input=PATH (the phantom writes its own).')
   m = cfg.manifest
   if source in ('manifest', 'phantom'):
-    return manifest.load(input_path, skip_bad=skip_bad, voc_sign=m.voc_sign,
-                         png_hu_offset=m.png_hu_offset)
+    return (*manifest.load(input_path, skip_bad=skip_bad, voc_sign=m.voc_sign,
+                           png_hu_offset=m.png_hu_offset), {})
   if source == 'liss':
-    return liss.load(input_path, skip_bad=skip_bad, voc_sign=m.voc_sign,
-                     png_hu_offset=m.png_hu_offset)
+    return (*liss.load(input_path, skip_bad=skip_bad, voc_sign=m.voc_sign,
+                       png_hu_offset=m.png_hu_offset), {})
   from cisl_jax.data.sources import lidc  # pylint: disable=g-import-not-at-top
   return lidc.load(input_path, skip_bad=skip_bad, thresholds=cfg.lidc.to_dict() or None)
 
@@ -115,7 +119,7 @@ def _progress(start: float):
 def collect(source: str, input_path: str, cfg: ml_collections.ConfigDict,
             skip_bad: bool = False) -> Collected:
   """Loads a source, cuts its patches and assigns patient folds."""
-  records, skipped = load_source(source, input_path, cfg, skip_bad)
+  records, skipped, summary = load_source(source, input_path, cfg, skip_bad)
   read = functools.partial(slices.read_slice, png_hu_offset=cfg.manifest.png_hu_offset)
   patch_list, dropped, bad = patches_lib.extract(
       records, cfg.patches, cfg.seed, read, skip_bad=skip_bad, progress=_progress(time.time()))
@@ -128,7 +132,7 @@ def collect(source: str, input_path: str, cfg: ml_collections.ConfigDict,
     counts.setdefault(p.patient_id, np.zeros(signs.NUM_CLASSES, np.int64))[p.label] += 1
   folds = splits.assign_folds(counts, cfg.num_folds, cfg.seed)
   result = Collected(source, input_path, patch_list, folds, cfg.num_folds, records, dropped,
-                     skipped)
+                     skipped, summary)
   _check_classes(result, cfg.require_classes)
   return result
 
