@@ -67,6 +67,14 @@ class Checkpoints:
       return state, None
     saved = _saved_part(state)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, saved)
+    # Compare names and shapes with the checkpoint's metadata first: a failed restore
+    # leaves Orbax reads pending, which print tracebacks at exit over the message.
+    if problems := _differences(_flat(target), self._saved_shapes(step)):
+      shown = '; '.join(problems[:8]) + (f'; and {len(problems) - 8} more'
+                                          if len(problems) > 8 else '')
+      raise ValueError(
+          f'checkpoint {self.directory}/{step} does not match this run\'s model or '
+          f'optimizer ({shown}); use a new --workdir, or the config that wrote it.')
     try:
       restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
     except (ValueError, KeyError) as e:
@@ -75,6 +83,18 @@ class Checkpoints:
           f'optimizer ({e}); use a new --workdir, or the config that wrote it.') from e
     logging.info('Resumed from %s/%d', self.directory, step)
     return {**state, **restored}, step
+
+  def _saved_shapes(self, step: int) -> dict[str, tuple[int, ...]] | None:
+    """Leaf name -> shape of checkpoint `step`, from its metadata (None if unreadable)."""
+    try:
+      with ocp.CheckpointManager(self.directory, item_handlers=ocp.StandardCheckpointHandler(),
+                                 options=ocp.CheckpointManagerOptions(create=False)) as m:
+        metadata = m.item_metadata(step)
+    except Exception:  # pylint: disable=broad-except
+      return None  # the restore below then reports what is wrong
+    if metadata is None:
+      return None
+    return {k: tuple(v.shape) for k, v in _flat(metadata).items() if hasattr(v, 'shape')}
 
   def last_good(self) -> str:
     """A description of the newest checkpoint on disk, for error messages."""
@@ -98,6 +118,18 @@ def _path_name(path: Sequence[Any]) -> str:
 
 def _flat(tree: Any) -> dict[str, Any]:
   return {_path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _differences(expected: dict[str, Any], saved: dict[str, tuple] | None) -> list[str]:
+  """What differs between the leaves this run expects and those a checkpoint holds."""
+  if saved is None:
+    return []
+  problems = [f'{k}: missing in the checkpoint' for k in expected if k not in saved]
+  problems += [f'{k}: not in this model' for k in saved if k not in expected]
+  problems += [f'{k}: shape {saved[k]} in the checkpoint, {tuple(v.shape)} in this model'
+               for k, v in expected.items()
+               if k in saved and tuple(saved[k]) != tuple(v.shape)]
+  return problems
 
 
 def _match(name: str, current: Any, saved: dict[str, Any], fresh: Sequence[str],

@@ -43,6 +43,9 @@ class Runners:
   Tests replace them with counting or failing versions.
   """
 
+  def check_data(self, config):
+    check_dataset(config)
+
   def gan(self, config, workdir):
     from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
     return gan.train_and_evaluate(config, str(workdir))
@@ -58,6 +61,47 @@ class Runners:
   def quality(self, config, workdir):
     from cisl_jax import quality  # pylint: disable=g-import-not-at-top
     return quality.run_stage(config, str(workdir))
+
+
+def check_dataset(config) -> None:
+  """Raises FileNotFoundError (with the make_dataset command) unless the dataset of
+  config.data_dir / config.source is built with every fold of config.num_folds.
+
+  Read from dataset_info.json, without TensorFlow: the check runs before any stage.
+  """
+  folder = pathlib.Path(config.data_dir, 'cisl_patches', config.source, '1.0.0')
+  info = folder / 'dataset_info.json'
+  build = (f'python launch/make_dataset.py --source={config.source} '
+           f'--data_dir={config.data_dir}' + (' --input=PATH' if config.source != 'phantom'
+                                              else ''))
+  if not info.is_file():
+    raise FileNotFoundError(f'{folder}: no built dataset, so no stage can run; build it '
+                            f'first with `{build}` (or set --config.data_dir / '
+                            '--config.source to a built one).')
+  splits = {s.get('name') for s in json.loads(info.read_text()).get('splits', [])}
+  missing = [f'fold{k}' for k in range(config.num_folds) if f'fold{k}' not in splits]
+  if missing:
+    raise FileNotFoundError(f'{folder} has splits {sorted(splits)} but '
+                            f'--config.num_folds={config.num_folds} needs {missing}; set '
+                            f'--config.num_folds={len(splits)} (and --config.folds) or '
+                            f'rebuild with `{build} --config.num_folds={config.num_folds}`.')
+  bad_folds = [k for k in config.folds if not 0 <= k < config.num_folds]
+  if bad_folds:
+    raise ValueError(f'--config.folds={tuple(config.folds)}: {bad_folds} not in '
+                     f'0..{config.num_folds - 1}.')
+
+
+def check_configs(stages: list[Stage]) -> None:
+  """Raises ConfigChanged naming every stage whose workdir holds a run of another
+  config (a finished result would otherwise be reported as this config's)."""
+  changed = [(s, c) for s in stages if (c := wd.config_changes(s.workdir, s.config))]
+  if changed:
+    shown = '\n  '.join(f'{s.name}: {"; ".join(c[:4])}' for s, c in changed[:10])
+    more = f'\n  ... and {len(changed) - 10} more' if len(changed) > 10 else ''
+    raise wd.ConfigChanged(
+        f'{len(changed)} stage(s) of this workdir were run with another config:\n  '
+        f'{shown}{more}\nTheir results belong to that config: use a new --workdir for this '
+        'one (or rerun with the overrides that wrote it).')
 
 
 def _override(base: ml_collections.ConfigDict, where: str, **fields) -> ml_collections.ConfigDict:
@@ -217,6 +261,9 @@ def run(config, workdir, runners: Runners | None = None,
   """
   runners = runners or Runners()
   workdir = pathlib.Path(workdir)
+  # Problems every stage would hit stop the run once, before any stage or file.
+  runners.check_data(config)
+  check_configs(plan(config, workdir))
   workdir.mkdir(parents=True, exist_ok=True)
   wd.write_json(workdir / wd.SETTINGS_FILE, settings(config))
   status_path = workdir / wd.STATUS_FILE

@@ -121,6 +121,12 @@ def evaluation_target(config: ml_collections.ConfigDict,
   """
   target = {k: train_config.get(k) if config.get(k) is None else config[k]
             for k in DATA_FIELDS}
+  if config.get('sign') is not None:
+    from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+    try:
+      target['sign'] = signs.canonical(config.sign)
+    except ValueError as e:
+      raise ValueError(f'--config.sign: {e}') from None
   if _task(str(target['task'])) != _task(str(train_config.task)):
     raise ValueError(f'--config.task={config.task}: the model was trained for task '
                      f'{train_config.task!r} and its head gives that task\'s classes; '

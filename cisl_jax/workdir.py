@@ -3,7 +3,8 @@
 A reproduce run's workdir is `<workdir>/fold<k>/<stage>/` per stage, plus
 `<workdir>/report/`, `status.json` and `reproduce.json`. A stage folder holds
 `checkpoints/`, TensorBoard events, `config.json` (the config it ran with) and, last,
-`metrics.json`, whose presence marks the stage as finished. Every reader and writer of
+`metrics.json`, whose presence marks the stage as finished. A folder recorded with
+another config is refused, naming the fields that differ (`check_config`). Every reader and writer of
 these names goes through this module, and every file or folder that a later step reads
 is written atomically (a temporary name beside it, then `os.replace`), so a kill never
 leaves a half-written result that looks whole.
@@ -24,6 +25,12 @@ from absl import logging
 import numpy as np
 
 PathLike = str | os.PathLike
+
+# Fields that change how a run logs or is spread over hosts, never its results: a
+# workdir may be resumed with them changed.
+IGNORED_FIELDS = frozenset({'log_every', 'checkpoint_every', 'keep_checkpoints',
+                            'coordinator_address', 'num_processes', 'process_id'})
+_MAX_SHOWN = 8
 
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished
@@ -227,8 +234,77 @@ def read_metrics(stage: PathLike) -> dict[str, Any]:
     return json.load(f)
 
 
-def finished(stage: PathLike) -> dict[str, Any] | None:
-  """The metrics of a finished stage (logged as not re-run), or None if it must run."""
+# ---- The config a stage folder belongs to ----------------------------------------------
+
+
+class ConfigChanged(ValueError):
+  """A workdir whose results belong to another config; the message names the fields."""
+
+
+def plain(config: Any) -> dict[str, Any]:
+  """A ConfigDict (or dict) as plain JSON values (placeholders as None)."""
+  if hasattr(config, 'to_json_best_effort'):
+    return json.loads(config.to_json_best_effort())
+  return json.loads(json.dumps(dict(config), default=_jsonable))
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_changes(workdir: str | os.PathLike, config: Any) -> list[str]:
+  """'field: <recorded> in config.json, <new> now' for each result-changing field that
+  differs between `workdir`'s config.json and `config` (none without a config.json)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    old = _flatten(json.load(f))
+  new = _flatten(plain(config))
+  changes = []
+  for key in sorted(set(old) | set(new)):
+    if key.rsplit('.', 1)[-1] in IGNORED_FIELDS:
+      continue
+    a, b = old.get(key, '<absent>'), new.get(key, '<absent>')
+    if a != b:
+      changes.append(f'{key}: {a!r} in {CONFIG_FILE}, {b!r} now')
+  return changes
+
+
+def describe_changes(workdir: str | os.PathLike, changes: list[str]) -> str:
+  shown = '; '.join(changes[:_MAX_SHOWN])
+  more = f'; and {len(changes) - _MAX_SHOWN} more' if len(changes) > _MAX_SHOWN else ''
+  return (f'{workdir} holds a run of another config ({shown}{more}). Its checkpoints and '
+          'results belong to that config: use a new --workdir for this one (or rerun with '
+          'the config that wrote it).')
+
+
+def check_config(workdir: str | os.PathLike, config: Any) -> None:
+  """Raises ConfigChanged naming the fields in which `config` differs from the run
+  recorded in `workdir`."""
+  if changes := config_changes(workdir, config):
+    raise ConfigChanged(describe_changes(workdir, changes))
+
+
+def record_config(workdir: str | os.PathLike, config: Any) -> str:
+  """Checks `config` against the recorded one, then (re)writes config.json."""
+  check_config(workdir, config)
+  return write_json(os.path.join(workdir, CONFIG_FILE), plain(config))
+
+
+def finished(stage: PathLike, config: Any = None) -> dict[str, Any] | None:
+  """The metrics of a finished stage (logged as not re-run), or None if it must run.
+
+  With `config`, a folder recorded with another config is refused (ConfigChanged), so
+  that neither a finished result nor a resumed checkpoint is passed off as this config's.
+  """
+  if config is not None:
+    check_config(stage, config)
   if not is_done(stage):
     return None
   logging.info('%s already has %s; not re-running.', stage, METRICS_FILE)

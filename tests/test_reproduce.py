@@ -39,6 +39,9 @@ class FakeRunners(reproduce.Runners):
     self.calls = collections.Counter()
     self.fail = set(fail)
 
+  def check_data(self, config):
+    del config  # no dataset: the stages are stood in for
+
   def _done(self, workdir, **arrays):
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +162,9 @@ class KillOnce(reproduce.Runners):
     self.calls = collections.Counter()
     self.kill_at = kill_at
 
+  def check_data(self, config):
+    del config  # load_split is stood in for
+
   def _count(self, workdir):
     name = f'{pathlib.Path(workdir).parent.name}/{pathlib.Path(workdir).name}'
     self.calls[name] += 1
@@ -227,3 +233,33 @@ def test_tiny_run_killed_then_resumed(tmp_path, monkeypatch):
   for png in ('fig3_real_vs_generated_fold0.png', 'confusion_ten_class.png',
               'confusion_binary.png', 'fig4_pretraining_size.png', 'training_curves.png'):
     assert (readme.parent / png).is_file() and f']({png})' in text, png
+
+
+def test_missing_dataset_stops_once_before_any_stage(tmp_path):
+  """It used to try all stages, each failing alike, then write an empty phantom report."""
+  config = fake_config()
+  with config.unlocked():
+    config.data_dir = str(tmp_path / 'no_data')
+  counting = FakeRunners()
+  counting.check_data = reproduce.Runners().check_data  # the real check, fake stages
+  with pytest.raises(FileNotFoundError, match=r'no built dataset, so no stage can run.*'
+                     r'launch/make_dataset.py --source=phantom'):
+    reproduce.run(config, tmp_path / 'run', counting)
+  assert not counting.calls and not (tmp_path / 'run').exists()
+
+
+def test_finished_stages_of_another_config_are_refused_by_name(tmp_path):
+  config = fake_config()
+  stage = tmp_path / 'fold0' / 'ten_scratch'
+  stage.mkdir(parents=True)
+  (stage / 'metrics.json').write_text('{}')
+  recorded = reproduce.plan(config, tmp_path)[2].config
+  with recorded.unlocked():
+    recorded.num_steps = 7
+  from cisl_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.write_json(stage / 'config.json', workdir_lib.plain(recorded))
+  runners = FakeRunners()
+  with pytest.raises(ValueError, match=r'(?s)fold0/ten_scratch: num_steps: 7 in config.json, '
+                     r'160 now.*use a new --workdir'):
+    reproduce.run(config, tmp_path, runners)
+  assert not runners.calls and not (tmp_path / 'report').exists()

@@ -2,6 +2,8 @@
 import importlib.util
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -195,3 +197,61 @@ def test_evaluate_names_the_wrong_kind_of_workdir(tmp_path):
                      r'.*fold0/ten_finetune'):
     classifier.evaluate(ev, str(tmp_path / 'eval'))
   assert not os.path.exists(tmp_path / 'eval')
+
+
+def test_a_workdir_of_another_config_is_refused_by_name(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  workdir = str(tmp_path / 'w')
+  classifier.train_and_evaluate(tiny_config(), workdir)
+  # Finished: it used to say "already has metrics.json; not re-running" and return the
+  # other config's result.
+  with pytest.raises(ValueError, match=r'another config \(width: 0.125 in config.json, '
+                     r'0.25 now\).*use a new --workdir'):
+    classifier.train_and_evaluate(tiny_config(width=0.25), workdir)
+  os.remove(os.path.join(workdir, common.METRICS_FILE))  # unfinished: resumed otherwise
+  with pytest.raises(ValueError, match=r'num_steps: 4 in config.json, 6 now'):
+    classifier.train_and_evaluate(tiny_config(num_steps=6), workdir)
+  # Logging and checkpoint cadence change no result: resuming with them is fine.
+  assert classifier.train_and_evaluate(tiny_config(log_every=1), workdir)['steps'] == 4
+
+
+_RESUME = '''
+import sys
+sys.path.insert(0, {tests!r})
+from test_train_classifier import fake_load_split, tiny_config
+from cisl_jax import input_pipeline
+from cisl_jax.train import classifier
+input_pipeline.load_split = fake_load_split()
+classifier.train_and_evaluate(tiny_config(width=float(sys.argv[2])), sys.argv[1])
+'''
+
+
+def test_resume_into_another_model_ends_with_the_cause(tmp_path):
+  """The checkpoint's mismatch is the last line printed (it was line 217 of 231, under
+  Orbax's 'Event loop is closed' tracebacks at exit)."""
+  script = tmp_path / 'resume.py'
+  script.write_text(_RESUME.format(tests=str(ROOT / 'tests')))
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
+  workdir = tmp_path / 'w'
+  run = lambda width: subprocess.run([sys.executable, str(script), str(workdir), width],
+                                     env=env, capture_output=True, text=True, timeout=300)
+  assert run('0.125').returncode == 0
+  os.remove(workdir / 'metrics.json')
+  os.remove(workdir / 'config.json')  # as a run older than the config check left it
+  proc = run('0.25')
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert "does not match this run's model" in last and 'use a new --workdir' in last
+  assert 'Event loop is closed' not in proc.stderr and 'Exception ignored' not in proc.stderr
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('sign', 'GG0', r"config.sign: .*GG0.*Did you mean 'GGO'"),
+    ('fold', 5, r'config.fold=5 is not in 0..2'),
+    ('task', 'tenclass', r"config.task='tenclass'"),
+])
+def test_a_bad_flag_leaves_no_workdir(tmp_path, monkeypatch, field, value, match):
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  with pytest.raises(ValueError, match=match):
+    classifier.train_and_evaluate(tiny_config(**{field: value}), str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()  # a config.json used to be left there

@@ -218,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   finished and is returned as is.
   """
   _check_mode(config)
-  if (done := workdir_lib.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir, config)) is not None:
     return done
   mesh = common.start_stage(config, workdir)
   init_key, data_seed, train_key = common.split_keys(config.seed)
@@ -318,9 +318,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   (run_config.evaluation_target: other data are labelled, training data refused unless
   config.allow_training_data).
   """
-  if (done := workdir_lib.finished(workdir)) is not None:
-    return done
   source = config.classifier_workdir or workdir
+  in_place = os.path.abspath(source) == os.path.abspath(workdir)
+  if in_place and any(config.get(k) is not None for k in run_config.DATA_FIELDS):
+    raise ValueError(f'{workdir}: scoring other data than the run\'s held-out fold needs '
+                     f'--config.classifier_workdir={workdir} and a new --workdir for the '
+                     'scores (the run\'s own metrics.json is its held-out result).')
+  # In place, the run's own metrics.json is its held-out result; elsewhere, a finished
+  # evaluation of another config is refused by name.
+  if (done := workdir_lib.finished(workdir, None if in_place else config)) is not None:
+    return done
   train_config = run_config.classifier_config(source)
   target = run_config.evaluation_target(config, train_config)
   # The data to evaluate on come from the target; the model from the training run's.
@@ -336,7 +343,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   state['params'], state['batch_stats'], step = checkpointing.init_from(
       source, state['params'], state['batch_stats'])
   state = sharding.replicate(state, mesh)
-  os.makedirs(workdir, exist_ok=True)
+  if not in_place:
+    workdir_lib.record_config(workdir, config)
   return _evaluate_and_write(train_config, workdir, graphdef, state, preprocess_fn, mesh,
                              data_seed, extra={'checkpoint': f'{source} step {step}'},
                              target=target)

@@ -11,7 +11,6 @@ The stage folder's file names, the finished check and atomic writes are in
 cisl_jax/workdir.py.
 """
 import collections
-import json
 import os
 import time
 from typing import Any, Mapping
@@ -151,10 +150,7 @@ def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:
         'check the inputs; restarting in the same workdir resumes from that checkpoint.')
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-  """A ConfigDict as a plain JSON-able dict (placeholders as None)."""
-  return json.loads(config.to_json_best_effort()) if hasattr(config, 'to_json_best_effort') \
-      else dict(config)
+to_dict = workdir_lib.plain  # a ConfigDict as a plain JSON-able dict
 
 
 def training_folds(config: Any) -> list[int]:
@@ -184,11 +180,21 @@ def task_name(config: Any) -> str:
                    'set --config.sign).')
 
 
+def validate(config: Any) -> None:
+  """Raises ValueError for a bad shared field (task, sign, fold), before any file is
+  written: a bad flag must leave no workdir behind."""
+  task_name(config)
+  if 'sign' in config:
+    sign_code(config)
+  if 'fold' in config and 'num_folds' in config:
+    training_folds(config)
+
+
 def start_stage(config: Any, workdir: str):
-  """Joins a multi-host run if configured, records config.json in `workdir`, and
-  returns the mesh of all devices."""
+  """Joins a multi-host run if configured, records config.json in `workdir` (refusing a
+  workdir recorded with another config), and returns the mesh of all devices."""
+  validate(config)
   sharding.initialize_distributed(config.coordinator_address, config.num_processes,
                                   config.process_id)
-  os.makedirs(workdir, exist_ok=True)
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE), to_dict(config))
+  workdir_lib.record_config(workdir, config)
   return sharding.make_mesh()

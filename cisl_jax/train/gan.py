@@ -240,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Resumes from the latest checkpoint in `workdir`; returns the metrics (also written to
   `<workdir>/metrics.json`, whose presence marks the stage as done).
   """
-  if (done := workdir_lib.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir, config)) is not None:
     return done
   mesh = common.start_stage(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)

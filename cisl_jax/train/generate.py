@@ -72,16 +72,17 @@ def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_label
 
 def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Restores the GAN of config.gan_workdir and writes the generated set and Fig. 3."""
-  if (done := workdir_lib.finished(workdir)) is not None:
+  if (done := workdir_lib.finished(workdir, config)) is not None:
     return done
   if not config.gan_workdir:
     raise ValueError('generate needs --config.gan_workdir (the --workdir of train_gan.py).')
+  common.validate(config)
   sharding.initialize_distributed(config.coordinator_address, config.num_processes,
                                   config.process_id)
   mesh = sharding.make_mesh()
   graphdef, state, gan_config = gan.restore(config.gan_workdir)
   state = sharding.replicate(state, mesh)
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.record_config(workdir, config)
   _, _, key = common.split_keys(config.seed)
   labels = np.repeat(np.arange(signs.NUM_SIGNS, dtype=np.int32), config.num_per_sign)
   images = generate_images(graphdef, state, key, labels, config.batch_size)
