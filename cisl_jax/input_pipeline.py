@@ -27,7 +27,10 @@ DATASET_NAME = 'cisl_patches'
 VERSION = '1.0.0'
 PATCH_SHAPE = (64, 64, 1)
 _GENERATED_FILE = 'generated-train.tfrecord-00000-of-00001'
-_STRING_FEATURES = ('patient_id', 'source', 'kind')
+_STRING_FEATURES = ('patient_id', 'source', 'kind', 'slice_path', 'sop_uid')
+# What traces a patch back to its scan (datasets built before slice_path / sop_uid
+# existed lack those two).
+TRACE_FEATURES = ('patient_id', 'slice_path', 'sop_uid', 'box', 'kind')
 
 
 def dataset_dir(data_dir: str, source: str) -> str:
@@ -91,13 +94,14 @@ def _sample(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
   return rng.choice(pool, size=n, replace=len(pool) < n)
 
 
-def binary_task(arrays: Mapping[str, np.ndarray], sign: int,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """The balanced binary task of one sign: its patches (1) and as many non-sign ones (0).
+def binary_indices(arrays: Mapping[str, np.ndarray], sign: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(indices into `arrays`, labels) of the balanced binary task of one sign.
 
-  Non-sign patches are background patches cut from slices that do not show `sign`
-  (the paper's "samples from CT scans which do not contain the corresponding sign"),
-  drawn from `seed`, with replacement only when the pool is smaller.
+  Its patches (1) and as many non-sign ones (0): background patches cut from slices
+  that do not show `sign` (the paper's "samples from CT scans which do not contain the
+  corresponding sign"), drawn from `seed`, with replacement only when the pool is
+  smaller.
   """
   labels = np.asarray(arrays['label'])
   pos = np.flatnonzero(labels == sign)
@@ -112,6 +116,13 @@ def binary_task(arrays: Mapping[str, np.ndarray], sign: int,
   rng = np.random.default_rng(seed)
   idx = np.concatenate([pos, _sample(pool, len(pos), rng)])
   y = np.concatenate([np.ones(len(pos), np.int32), np.zeros(len(pos), np.int32)])
+  return idx, y
+
+
+def binary_task(arrays: Mapping[str, np.ndarray], sign: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(images, labels) of the balanced binary task of one sign (`binary_indices`)."""
+  idx, y = binary_indices(arrays, sign, seed)
   return np.asarray(arrays['image'], np.float32)[idx], y
 
 

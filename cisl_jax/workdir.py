@@ -35,7 +35,7 @@ _MAX_SHOWN = 8
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished
 CONFIG_FILE = 'config.json'  # the config the stage ran with
-PREDICTIONS_FILE = 'predictions.npz'  # classifier stages: labels, preds, probs
+PREDICTIONS_FILE = 'predictions.npz'  # classifier stages: labels, preds, probs, trace
 CHECKPOINTS_DIR = 'checkpoints'  # Orbax checkpoints
 GENERATED_DIR = 'generated'  # generate stage: the generated patch set
 FIG3_FILE = 'fig3_real_vs_generated.png'  # generate stage: the paper's Fig. 3 grid

@@ -43,6 +43,12 @@ def test_fixture_counts_match_input(tmp_path, fixture_dir):
   assert card['dropped_boxes']['count'] == 0 and card['skipped']['count'] == 0
   per_fold = [f['per_class']['GGO'] for f in card['folds'].values()]
   assert sum(per_fold) == card['patches_per_class']['GGO'] and all(per_fold)
+  # Every patch leads back to its DICOM slice: path and SOP Instance UID.
+  from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  import pydicom  # pylint: disable=g-import-not-at-top
+  arrays = input_pipeline.load_split(str(data), 'manifest', [0, 1])
+  for path, uid in set(zip(arrays['slice_path'], arrays['sop_uid'])):
+    assert pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID == uid
 
 
 def test_bad_input_exits_with_named_file(tmp_path, fixture_dir):

@@ -67,6 +67,10 @@ def test_build_features_folds_and_card(tmp_path):
   assert arrays['slice_signs'].shape == (n, signs.NUM_SIGNS) and arrays['box'].shape == (n, 4)
   assert set(arrays['source']) == {'manifest'}
   assert set(arrays['kind']) == {'centred', 'window', 'scaled', 'background'}
+  # Each patch names its slice file (NPY here: no SOP Instance UID).
+  assert {os.path.basename(p) for p in arrays['slice_path']} <= {
+      f'p{i}_{j}.npy' for i in range(9) for j in range(2)}
+  assert all(os.path.isabs(p) for p in arrays['slice_path']) and set(arrays['sop_uid']) == {''}
   # Grouped by patient: every patient's patches in exactly one fold, matching the card.
   for pid in set(arrays['patient_id']):
     folds = set(arrays['fold'][arrays['patient_id'] == pid])

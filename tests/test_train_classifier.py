@@ -41,8 +41,14 @@ def fake_load_split(n_per_fold=20, nan=False):
       slice_signs = np.zeros((n_per_fold, 9), np.int32)
       signed = labels < 9
       slice_signs[np.flatnonzero(signed), labels[signed]] = 1
+      i = np.arange(n_per_fold)
       parts.append({'image': images, 'label': labels.astype(np.int64),
-                    'slice_signs': slice_signs, 'fold': np.full(n_per_fold, f, np.int32)})
+                    'slice_signs': slice_signs, 'fold': np.full(n_per_fold, f, np.int32),
+                    'patient_id': np.array([f'P{f}{k % 5}' for k in i]),
+                    'slice_path': np.array([f'/scans/P{f}{k % 5}/{k:03d}.dcm' for k in i]),
+                    'sop_uid': np.array([f'1.2.840.{f}.{k}' for k in i]),
+                    'box': np.stack([i, i, i + 8, i + 8], 1).astype(np.int32),
+                    'kind': np.where(labels == 9, 'background', 'centred')})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   return load_split
 
@@ -133,6 +139,24 @@ def test_resume_is_bit_identical_and_evaluates(tmp_path, monkeypatch, run_killed
   binary.init_from_fresh = 'fc6'
   out = classifier.train_and_evaluate(binary, str(tmp_path / 'ft_bin'))
   assert out['class_names'] == ['non-CV', 'CV'] and out['num_test'] == 4
+
+
+def test_predictions_trace_each_patch_to_its_scan(tmp_path, monkeypatch):
+  # predictions.npz used to hold only labels, preds and probs.
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  c = tiny_config(task='binary', sign='CV', num_steps=2)
+  classifier.train_and_evaluate(c, str(tmp_path / 'bin'))
+  p = np.load(tmp_path / 'bin' / wd.PREDICTIONS_FILE)
+  held_out = fake_load_split()('', '', 0)
+  for key in ('patient_id', 'slice_path', 'sop_uid', 'box', 'kind'):
+    assert len(p[key]) == len(p['labels']), key
+  # Each row is the patch it scores: the CV patches (label 1) and non-CV backgrounds (0).
+  assert set(p['kind'][p['labels'] == 0]) == {'background'}
+  assert set(p['kind'][p['labels'] == 1]) == {'centred'}
+  row = int(np.flatnonzero(p['labels'] == 1)[0])
+  k = int(np.flatnonzero(held_out['sop_uid'] == p['sop_uid'][row])[0])
+  assert held_out['label'][k] == 3 and p['slice_path'][row] == held_out['slice_path'][k]
+  np.testing.assert_array_equal(p['box'][row], held_out['box'][k])
 
 
 def test_augment_mode_epoch_is_pretrain_sized(tmp_path, monkeypatch):

@@ -3,7 +3,10 @@
 One builder config per source (phantom, manifest, lidc, liss); splits `fold0` ..
 `fold{k-1}`; features as in CONTRACTS.md: image (64,64,1) float32 in [-1,1], label
 (0-8 signs, 9 normal), patient_id, fold, slice_signs (9,) multi-hot, box (4,) x0,y0,x1,y1
-(the sign's box; a background patch's own crop), source, kind.
+(the sign's box; a background patch's own crop), source, kind, slice_path (the slice
+file: absolute, or relative to the phantom's folder for the phantom, which is not kept)
+and sop_uid (its DICOM SOP Instance UID; '' for PNG and NPY): enough to trace any
+prediction back to the scan.
 
 `build_dataset` is the whole job of `launch/make_dataset.py`: load the source, cut
 patches, assign folds, write the TFDS folder, the dataset card and the example grid
@@ -164,7 +167,26 @@ def features() -> tfds.features.FeaturesDict:
       'box': tfds.features.Tensor(shape=(4,), dtype=np.int32),
       'source': tfds.features.Text(),
       'kind': tfds.features.Text(),
+      'slice_path': tfds.features.Text(),
+      'sop_uid': tfds.features.Text(),
   })
+
+
+@functools.lru_cache(maxsize=4096)
+def _sop_uid(path: str) -> str:
+  """The SOP Instance UID of a DICOM slice ('' for PNG / NPY or when absent)."""
+  if os.path.splitext(path)[1].lower() in ('.png', '.npy'):
+    return ''
+  import pydicom  # pylint: disable=g-import-not-at-top
+  ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=['SOPInstanceUID'])
+  return str(ds.get('SOPInstanceUID', ''))
+
+
+def _slice_path(c: 'Collected', path: str) -> str:
+  if c.source != 'phantom':
+    return os.path.abspath(path)
+  root = c.input_path if os.path.isdir(c.input_path) else os.path.dirname(c.input_path)
+  return os.path.relpath(path, root)
 
 
 class CislPatches(tfds.core.GeneratorBasedBuilder):
@@ -232,6 +254,8 @@ class CislPatches(tfds.core.GeneratorBasedBuilder):
           'box': np.asarray(p.box, np.int32),
           'source': c.source,
           'kind': p.kind,
+          'slice_path': _slice_path(c, p.path),
+          'sop_uid': _sop_uid(p.path),
       }
 
 

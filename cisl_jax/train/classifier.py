@@ -10,7 +10,8 @@ Modes (config.mode), for the 10-class task or the binary task of one sign:
             device to every batch, for as many samples as the pretrain set holds.
   transfer: an ImageNet network from cisl_jax.train.transfer, fine-tuned as the paper.
 Each stage ends by evaluating on the held-out fold: `<workdir>/metrics.json` and
-`<workdir>/predictions.npz` (labels, preds, probs) for bootstrap intervals.
+`<workdir>/predictions.npz` (labels, preds, probs for bootstrap intervals, and per patch
+its patient_id, slice_path, sop_uid, box and kind, to trace an error to the scan).
 
 State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state'}; steps are pure jitted
 functions of (graphdef, state, batch, key) with the state donated.
@@ -184,11 +185,21 @@ def training_data(config: ml_collections.ConfigDict,
 
 
 def test_data(config: ml_collections.ConfigDict, data_seed: int):
-  """(images, labels) of the held-out fold for the task (binary: balanced)."""
+  """(images, labels, trace) of the held-out fold for the task (binary: balanced).
+
+  `trace` holds, per patch, what leads back to the scan (input_pipeline.TRACE_FEATURES
+  present in the dataset): patient, slice path and SOP Instance UID, box, patch kind.
+  """
   held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
   if common.task_name(config) == 'binary':
-    return input_pipeline.binary_task(held_out, common.sign_code(config), data_seed + 1)
-  return input_pipeline.ten_class_task(held_out)
+    idx, labels = input_pipeline.binary_indices(held_out, common.sign_code(config),
+                                                data_seed + 1)
+  else:
+    idx = np.arange(len(held_out['label']))
+    labels = np.asarray(held_out['label'], np.int32)
+  trace = {k: np.asarray(held_out[k])[idx] for k in input_pipeline.TRACE_FEATURES
+           if k in held_out}
+  return np.asarray(held_out['image'], np.float32)[idx], labels, trace
 
 
 def generated_set_dir(path: str) -> str:
@@ -287,7 +298,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
   """Scores the data of `config` (data_dir, source, fold, task, sign); `target` labels
   them (run_config.evaluation_target; default: the stage's own held-out fold)."""
   target = target or _held_out(config)
-  images, labels = test_data(config, data_seed)
+  images, labels, trace = test_data(config, data_seed)
   eval_step = make_eval_step(preprocess_fn)
   probs = predict(graphdef, state, eval_step, images, labels, config.batch_size, mesh)
   preds = probs.argmax(-1)
@@ -302,7 +313,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
     from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
     result['transfer'] = transfer.describe(config)
   pred_path = workdir_lib.save_npz(os.path.join(workdir, workdir_lib.PREDICTIONS_FILE),
-                                   labels=labels, preds=preds, probs=probs)
+                                   labels=labels, preds=preds, probs=probs, **trace)
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
         f'patches: {target["description"]}; wrote {path} and {pred_path}')
