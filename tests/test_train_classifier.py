@@ -232,7 +232,7 @@ def test_a_workdir_of_another_config_is_refused_by_name(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r'another config \(width: 0.125 in config.json, '
                      r'0.25 now\).*use a new --workdir'):
     classifier.train_and_evaluate(tiny_config(width=0.25), workdir)
-  os.remove(os.path.join(workdir, common.METRICS_FILE))  # unfinished: resumed otherwise
+  os.remove(os.path.join(workdir, wd.METRICS_FILE))  # unfinished: resumed otherwise
   with pytest.raises(ValueError, match=r'num_steps: 4 in config.json, 6 now'):
     classifier.train_and_evaluate(tiny_config(num_steps=6), workdir)
   # Logging and checkpoint cadence change no result: resuming with them is fine.
