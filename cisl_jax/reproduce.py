@@ -2,7 +2,7 @@
 
 For each held-out fold k: the CVAE-GAN on the other folds, generation, the 10-class
 task (scratch, pre-training, pre-training + fine-tuning, traditional augmentation), the
-binary task per sign (pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
+binary task per sign (scratch, pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
 optional ImageNet transfer baselines and generated-sample quality. Each stage runs
 in-process (the jit caches carry over between stages of equal shapes) in its own
 folder `<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done
@@ -183,6 +183,10 @@ def plan(config, workdir) -> list[Stage]:
           config, fold, task='ten', mode='augment', method='traditional',
           per_class=config.generated_per_class))
     for s in sign_names:
+      if config.run_binary_scratch:
+        # Table I's baseline: without it the gain of pre-training cannot be judged.
+        add(wd.binary_stage(s, 'scratch'), 'scratch', 'classifier', _classifier(
+            config, fold, task='binary', sign=s, mode='scratch', method='scratch'))
       pair(functools.partial(wd.binary_stage, s), 'binary', s, config.generated_per_sign)
       add(wd.binary_stage(s, 'traditional'), 'traditional', 'classifier', _classifier(
           config, fold, task='binary', sign=s, mode='augment', method='traditional',

@@ -259,9 +259,13 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
 
 def config_changes(workdir: str | os.PathLike, config: Any) -> list[str]:
   """'field: <recorded> in config.json, <new> now' for each result-changing field that
-  differs between `workdir`'s config.json and `config` (none without a config.json)."""
+  differs between `workdir`'s config.json and `config`.
+
+  None when nothing there belongs to the recorded config (no metrics.json and no
+  checkpoint: a run that failed before its first save may be retried with a fix).
+  """
   path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  if not os.path.isfile(path) or not (is_done(workdir) or _has_checkpoint(workdir)):
     return []
   with open(path) as f:
     old = _flatten(json.load(f))
@@ -274,6 +278,11 @@ def config_changes(workdir: str | os.PathLike, config: Any) -> list[str]:
     if a != b:
       changes.append(f'{key}: {a!r} in {CONFIG_FILE}, {b!r} now')
   return changes
+
+
+def _has_checkpoint(stage: PathLike) -> bool:
+  folder = os.path.join(stage, CHECKPOINTS_DIR)
+  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
 
 
 def describe_changes(workdir: str | os.PathLike, changes: list[str]) -> str:

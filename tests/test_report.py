@@ -128,3 +128,28 @@ def test_missing_everything_says_not_run(tmp_path):
   text = report.write_report(tmp_path).read_text()
   assert 'No 10-class stage has finished.' in text
   assert 'The size sweep has not run.' in text
+
+
+def _cell(ac, lo, hi):
+  return results.Cell(np.array([ac, np.nan, np.nan]), np.full(3, np.nan),
+                      np.array([[lo, hi], [np.nan] * 2, [np.nan] * 2]), 3, 100)
+
+
+def test_headline_says_indistinguishable_where_the_intervals_overlap():
+  # "Fine-tuning mean AC 0.987 is above traditional method (0.987)" used to be printed.
+  assert report.verdict(_cell(0.987, 0.97, 0.99), _cell(0.987, 0.97, 0.99)).startswith(
+      'indistinguishable from it')
+  assert report.verdict(_cell(0.95, 0.90, 0.98), _cell(0.90, 0.85, 0.93)).startswith(
+      'indistinguishable from it')
+  assert report.verdict(_cell(0.95, 0.93, 0.97), _cell(0.80, 0.75, 0.85)).startswith('above it')
+  assert report.verdict(_cell(0.80, 0.75, 0.85), _cell(0.95, 0.93, 0.97)).startswith('below it')
+  assert report.verdict(_cell(0.9, np.nan, np.nan), _cell(0.9, np.nan, np.nan)) == 'level with it'
+
+
+def test_table1_has_the_binary_scratch_baseline(tmp_path):
+  make_workdir(tmp_path)
+  text = report.write_report(tmp_path).read_text()
+  table1 = text[text.index('## Table I'):text.index('## Table II')]
+  assert '| row | Scratch AC | Scratch SE |' in table1  # the header row of the table
+  assert '(0.500)' in table1  # the paper's text: about 50% from scratch
+  assert 'against scratch' in text[text.index('- Binary:'):]

@@ -100,9 +100,14 @@ def test_plan_covers_the_protocol(tmp_path):
   names = [s.name for s in stages]
   assert len(names) == len(set(names))
   kinds = collections.Counter(s.kind for s in stages)
-  # Per fold: 4 ten-class + 27 binary = 31 classifiers; the sweep adds 2 on fold 0.
+  # Per fold: 4 ten-class + 36 binary (scratch, pretrain, finetune, traditional per
+  # sign) = 40 classifiers; the sweep adds 2 on fold 0.
   assert kinds['gan'] == 3 and kinds['generate'] == 3
-  assert sum(kinds[k] for k in ('scratch', 'pretrain', 'finetune', 'traditional')) == 93 + 2
+  assert sum(kinds[k] for k in ('scratch', 'pretrain', 'finetune', 'traditional')) == 120 + 2
+  scratch = next(s for s in stages if s.name == 'fold1/binary_OP_scratch')
+  assert (scratch.config.mode, scratch.config.task, scratch.config.sign) == (
+      'scratch', 'binary', 'OP')
+  assert not scratch.needs  # Table I's baseline needs no GAN
   fine = next(s for s in stages if s.name == 'fold2/binary_PI_finetune')
   assert (fine.config.fold, fine.config.sign, fine.config.task) == (2, 'PI', 'binary')
   assert fine.config.init_from.endswith('fold2/binary_PI_pretrain')
