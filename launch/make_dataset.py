@@ -8,17 +8,23 @@
 
 Writes `<data_dir>/cisl_patches/<source>/1.0.0/` (TFDS files, dataset_card.json,
 examples.png) only when the build is complete. For LIDC a short summary (patients,
-nodules by number of readers, signs, contours on absent slices) comes before the path. Bad inputs stop the build with the
-file or row and the fix; `--skip_bad` skips them and lists them in the card.
+nodules by number of readers, signs, contours on absent slices) comes before the path.
+Bad inputs stop the build with the file and line and the fix; `--skip_bad` skips them,
+lists them in the card and on the terminal. What a user must know about the build
+(skipped inputs, signs without patches, tiny folds) is printed before the card's path.
+A dataset that is already built is not rebuilt (runs trained on it would silently read
+other data): pass --overwrite.
 """
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cisl_jax.data import card as card_lib
 from cisl_jax.data import tfds_builder
 from cisl_jax.data.sources import lidc
 
@@ -32,17 +38,28 @@ _INPUT = flags.DEFINE_string('input', None, 'Manifest file/folder, LIDC-IDRI fol
 _DATA_DIR = flags.DEFINE_string('data_dir', 'data', 'TFDS data_dir to build into.')
 _SKIP_BAD = flags.DEFINE_bool('skip_bad', False, 'Skip bad inputs (listed in the card) '
                               'instead of stopping.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild a dataset that is already '
+                               'built (runs trained on it then read the new one).')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
-  card = tfds_builder.build_dataset(_SOURCE.value, _INPUT.value, _DATA_DIR.value,
-                                    _CONFIG.value, skip_bad=_SKIP_BAD.value)
-  if _SOURCE.value == 'lidc':
+  card = tfds_builder.built_card(_DATA_DIR.value, _SOURCE.value)
+  if card and not _OVERWRITE.value:
+    print(f'{os.path.dirname(card)} is already built; not rebuilding (pass --overwrite '
+          'to replace it: runs trained on it would then read the new data).',
+          file=sys.stderr, flush=True)
+  else:
+    card = tfds_builder.build_dataset(_SOURCE.value, _INPUT.value, _DATA_DIR.value,
+                                      _CONFIG.value, skip_bad=_SKIP_BAD.value)
     with open(card) as f:
-      print('\n'.join(lidc.summary_lines(json.load(f)['lidc'])))
+      built = json.load(f)
+    if _SOURCE.value == 'lidc':
+      print('\n'.join(lidc.summary_lines(built['lidc'])))
+    for warning in card_lib.warnings(built):
+      print(f'WARNING: {warning}', file=sys.stderr, flush=True)
   print(card, flush=True)
 
 

@@ -49,6 +49,15 @@ def test_fixture_counts_match_input(tmp_path, fixture_dir):
   arrays = input_pipeline.load_split(str(data), 'manifest', [0, 1])
   for path, uid in set(zip(arrays['slice_path'], arrays['sop_uid'])):
     assert pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID == uid
+  # What the user must know is on the terminal, before the card's path.
+  assert 'WARNING: 8 of 9 signs have no patches' in out.stderr
+
+  # A finished build is not rebuilt under the runs trained on it (it used to be).
+  again = _run('--source=manifest', f'--input={fixture_dir}', f'--data_dir={data}',
+               '--config.manifest.voc_sign=GGO', '--config.num_folds=2')
+  assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == card_path
+  assert 'already built; not rebuilding (pass --overwrite' in again.stderr
+  assert json.loads(pathlib.Path(card_path).read_text()) == card
 
 
 def test_bad_input_exits_with_named_file(tmp_path, fixture_dir):

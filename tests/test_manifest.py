@@ -96,7 +96,7 @@ BAD = {
     'zero-area box': ('P2,b.npy,GGO,10,10,10,20', 'zero-area box'),
     'inverted box': ('P2,b.npy,GGO,30,10,20,20', 'inverted box'),
     'unknown sign': ('P2,b.npy,GG0,1,1,9,9', "unknown sign 'GG0'.*Did you mean 'GGO'"),
-    'duplicate row': ('P1,a.npy,GGO,1,1,9,9', 'duplicate of .*row 2'),
+    'duplicate row': ('P1,a.npy,GGO,1,1,9,9', 'duplicate of .*line 2'),
     'patient without slices': ('P3,,,,,,', "patient 'P3' has no slices"),
     'box without sign': ('P2,b.npy,,1,1,9,9', 'box without a sign'),
     'slice under two patients': ('P2,a.npy,CV,1,1,9,9', 'listed under patients'),
@@ -113,10 +113,10 @@ def test_bad_input_is_named_and_skippable(tmp_path, fixture_dir, case):
   path = _csv(tmp_path, 'P1,a.npy,GGO,1,1,9,9', bad)
   with pytest.raises(manifest.ManifestError, match=match) as e:
     manifest.load(path)
-  assert 'row 3' in str(e.value) and str(path) in str(e.value)
+  assert 'line 3' in str(e.value) and str(path) in str(e.value)
   records, skipped = manifest.load(path, skip_bad=True)
   assert len(records) == 1 and records[0].path.endswith('a.npy')
-  assert len(skipped) == 1 and skipped[0][0].endswith('row 3')
+  assert len(skipped) == 1 and skipped[0][0].endswith('line 3')
 
 
 def test_all_errors_listed_together(tmp_path):
@@ -124,7 +124,7 @@ def test_all_errors_listed_together(tmp_path):
   path = _csv(tmp_path, 'P1,a.npy,GGO,1,1,9,9', 'P1,a.npy,XYZ,1,1,9,9', 'P1,a.npy,GGO,5,5,5,9')
   with pytest.raises(manifest.ManifestError, match='2 bad input') as e:
     manifest.load(path)
-  assert 'row 3' in str(e.value) and 'row 4' in str(e.value)
+  assert 'line 3' in str(e.value) and 'line 4' in str(e.value)
 
 
 def test_missing_column_and_empty_patient_folder(tmp_path, fixture_dir):
@@ -147,3 +147,10 @@ def test_liss_manual_dir(tmp_path):
   _csv(tmp_path, 'L1,a.npy,Spiculation,1,1,9,9')
   records, _ = liss.load(tmp_path)
   assert records[0].sign == 'spiculation'
+
+
+def test_empty_csv_says_empty_file(tmp_path):
+  path = tmp_path / 'manifest.csv'
+  path.write_text('')
+  with pytest.raises(manifest.ManifestError, match=r'manifest.csv: empty file \(0 bytes\)'):
+    manifest.load(path)

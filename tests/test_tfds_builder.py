@@ -89,19 +89,19 @@ def test_build_features_folds_and_card(tmp_path):
 def test_bad_input_leaves_nothing_and_skip_bad_lists_it(tmp_path):
   manifest = write_manifest(tmp_path / 'src', extra_rows=['P9,missing.npy,GGO,1,1,9,9'])
   data = tmp_path / 'data'
-  with pytest.raises(ValueError, match=r'row 20.*missing\.npy: no such file'):
+  with pytest.raises(ValueError, match=r'line 20.*missing\.npy: no such file'):
     tfds_builder.build_dataset('manifest', str(manifest), str(data), _cfg())
-  assert os.listdir(data) == []
+  assert not data.exists()  # not even an empty data folder
   card = json.loads(open(tfds_builder.build_dataset(
       'manifest', str(manifest), str(data), _cfg(), skip_bad=True)).read())
-  assert card['skipped']['count'] == 1 and 'row 20' in card['skipped']['inputs'][0]['input']
+  assert card['skipped']['count'] == 1 and 'line 20' in card['skipped']['inputs'][0]['input']
 
 
 def test_fold_without_class_is_refused(tmp_path):
   manifest = write_manifest(tmp_path / 'src', num_patients=4)  # only one patient has CV
   with pytest.raises(ValueError, match=r"fold \d has no 'CV'"):
     tfds_builder.build_dataset('manifest', str(manifest), str(tmp_path / 'data'), _cfg())
-  assert os.listdir(tmp_path / 'data') == []
+  assert not (tmp_path / 'data').exists()
 
 
 def test_rebuild_replaces_whole(tmp_path):
@@ -145,3 +145,28 @@ def test_lidc_counts_match_input(tmp_path):
     assert card['input_boxes_per_sign'][s] == card['boxes_with_patches_per_sign'][s] == n
   assert sum(card['input_boxes_per_sign'].values()) == sum(r.sign is not None for r in records)
   assert card['num_patients'] == 2
+
+
+def test_a_failed_build_leaves_no_data_folder(tmp_path):
+  manifest = write_manifest(tmp_path / 'src', extra_rows=['P0,missing.npy,,,,,'])
+  with pytest.raises(ValueError, match='missing.npy'):
+    tfds_builder.build_dataset('manifest', str(manifest), str(tmp_path / 'new' / 'data'), _cfg())
+  assert not (tmp_path / 'new').exists()  # an empty data folder used to be left
+
+
+def test_card_warns_of_skipped_inputs_absent_signs_and_tiny_folds(tmp_path):
+  manifest = write_manifest(tmp_path / 'src', extra_rows=['P0,missing.npy,,,,,'])
+  card_path = tfds_builder.build_dataset('manifest', str(manifest), str(tmp_path / 'data'),
+                                         _cfg(), skip_bad=True)
+  card = json.loads(open(card_path).read())
+  found = card_lib.warnings(card)
+  assert found[0].startswith('skipped 1 bad input(s)') and 'missing.npy' in found[0]
+  assert any(w.startswith('6 of 9 signs have no patches: lobulation') for w in found)
+  assert any('holds only' in w and 'patches' in w for w in found)
+
+
+def test_phantom_card_names_no_deleted_folder():
+  collected = tfds_builder.Collected('phantom', '/tmp/cisl_phantom_x/phantom/manifest.csv',
+                                     [], {}, 3, [], [], [])
+  card = card_lib.make_card(collected, _cfg(), version='1.0.0', seconds=0.0)
+  assert card['input'].startswith('phantom (seed 0)') and '/tmp' not in card['input']

@@ -47,7 +47,11 @@ def make_card(collected, cfg: ml_collections.ConfigDict, version: str,
       'dataset': f'cisl_patches/{c.source}',
       'version': version,
       'source': c.source,
-      'input': os.path.abspath(c.input_path) if c.input_path else None,
+      # The phantom is written to a temporary folder that the build deletes: name what
+      # it was, not a path that no longer exists.
+      'input': (f'phantom (seed {cfg.seed}), written to a temporary folder during the build'
+                if c.source == 'phantom' else
+                os.path.abspath(c.input_path) if c.input_path else None),
       'num_folds': c.num_folds,
       'num_patients': len(c.folds),
       'num_slices': len({r.path for r in c.records}),
@@ -72,6 +76,39 @@ def make_card(collected, cfg: ml_collections.ConfigDict, version: str,
   if c.source_summary:  # what the source itself counted (LIDC: readers, absent contours)
     card[c.source] = c.source_summary
   return card
+
+
+# A fold with fewer patches than this gives test figures too coarse to read.
+SMALL_FOLD = 30
+_MAX_LISTED = 10
+
+
+def warnings(card: dict) -> list[str]:
+  """What a user must know about a build before training on it: skipped inputs, signs
+  without patches, folds that are tiny or lack a class the others hold."""
+  out = []
+  skipped = card['skipped']['inputs']
+  if skipped:
+    listed = ''.join(f'\n  {s["input"]}: {s["reason"]}' for s in skipped[:_MAX_LISTED])
+    more = (f'\n  ... and {len(skipped) - _MAX_LISTED} more'
+            if len(skipped) > _MAX_LISTED else '')
+    out.append(f'skipped {len(skipped)} bad input(s) (--skip_bad; all are listed in the '
+               f'card):{listed}{more}')
+  absent = [s for s in signs.SIGNS if not card['patches_per_class'].get(s)]
+  if absent:
+    out.append(f'{len(absent)} of {signs.NUM_SIGNS} signs have no patches: '
+               f'{", ".join(absent)}; their tasks cannot be trained or measured.')
+  present = [n for n, v in card['patches_per_class'].items() if v]
+  for name, fold in card['folds'].items():
+    if fold['patches'] < SMALL_FOLD:
+      out.append(f'{name} holds only {fold["patches"]} patches '
+                 f'({fold["num_patients"]} patient(s)): its test figures will be coarse; '
+                 'add patients or lower --config.num_folds.')
+    lacking = [n for n in present if not fold['per_class'].get(n)]
+    if lacking:
+      out.append(f'{name} has no {", ".join(lacking)} patches: a model held out on it '
+                 'cannot be tested on those classes.')
+  return out
 
 
 def _default(o):

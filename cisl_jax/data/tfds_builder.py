@@ -17,6 +17,7 @@ The builder also works alone with a manual_dir (e.g. for LISS):
     tfds.builder('cisl_patches/liss', data_dir=D).download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir='/path/to/liss'))
 """
+import contextlib
 import dataclasses
 import functools
 import os
@@ -270,9 +271,11 @@ def build_dataset(source: str, input_path: str | None, data_dir: str,
   """
   cfg = cfg or default_config()
   data_dir = os.path.abspath(data_dir)
+  created = [d for d in _missing_parents(data_dir)]  # removed again if the build fails
   os.makedirs(data_dir, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f'.{NAME}-{source}-tmp-', dir=data_dir)
   start = time.time()
+  final = None
   try:
     if source == 'phantom':
       t0 = time.time()
@@ -293,4 +296,26 @@ def build_dataset(source: str, input_path: str | None, data_dir: str,
     final = workdir.replace_dir(built, os.path.join(data_dir, NAME, source, VERSION))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+    if final is None:  # a failed build leaves no empty data folder behind either
+      for d in created:
+        with contextlib.suppress(OSError):
+          os.rmdir(d)  # only if empty
   return os.path.join(final, card_lib.CARD_NAME)
+
+
+def built_card(data_dir: str, source: str) -> str | None:
+  """The card of an existing build of `source` under `data_dir`, or None."""
+  path = os.path.join(os.path.abspath(data_dir), NAME, source, VERSION, card_lib.CARD_NAME)
+  return path if os.path.isfile(path) else None
+
+
+def _missing_parents(path: str) -> list[str]:
+  """`path` and its parents that do not exist yet, deepest first."""
+  out = []
+  while path and not os.path.exists(path):
+    out.append(path)
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return out

@@ -104,13 +104,16 @@ def _read_table(path: str) -> list[tuple[str, dict]]:
             for i, r in enumerate(data)]
     present = set().union(*(r.keys() for _, r in rows)) if rows else set()
   else:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+      raise ManifestError(f'{path}: empty file (0 bytes); write the header '
+                          f'{",".join(REQUIRED_COLUMNS)} and one row per box.')
     try:
       with open(path, newline='') as f:
         reader = csv.DictReader(f)
         present = set(reader.fieldnames or ())
-        # Row numbers are file lines: the header is line 1.
-        rows = [(f'{path}: row {i + 2}', {k: (v or '').strip() for k, v in r.items() if k})
-                for i, r in enumerate(reader)]
+        # Named by the file's line (the header is line 1), as an editor shows it.
+        rows = [(f'{path}: line {reader.line_num}',
+                 {k: (v or '').strip() for k, v in r.items() if k}) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
       raise ManifestError(f'{path}: unreadable CSV ({e}).') from e
   missing = [c for c in REQUIRED_COLUMNS if c not in present]
