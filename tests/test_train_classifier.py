@@ -250,19 +250,19 @@ classifier.train_and_evaluate(tiny_config(width=float(sys.argv[2])), sys.argv[1]
 '''
 
 
-def test_resume_into_another_model_ends_with_the_cause(tmp_path):
+def test_resume_into_another_model_ends_with_the_cause(tmp_path, monkeypatch):
   """The checkpoint's mismatch is the last line printed (it was line 217 of 231, under
   Orbax's 'Event loop is closed' tracebacks at exit)."""
+  monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split())
+  workdir = tmp_path / 'w'
+  classifier.train_and_evaluate(tiny_config(width=0.125), str(workdir))
+  os.remove(workdir / 'metrics.json')
+  os.remove(workdir / 'config.json')  # as a run older than the config check left it
   script = tmp_path / 'resume.py'
   script.write_text(_RESUME.format(tests=str(ROOT / 'tests')))
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
-  workdir = tmp_path / 'w'
-  run = lambda width: subprocess.run([sys.executable, str(script), str(workdir), width],
-                                     env=env, capture_output=True, text=True, timeout=300)
-  assert run('0.125').returncode == 0
-  os.remove(workdir / 'metrics.json')
-  os.remove(workdir / 'config.json')  # as a run older than the config check left it
-  proc = run('0.25')
+  proc = subprocess.run([sys.executable, str(script), str(workdir), '0.25'], env=env,
+                        capture_output=True, text=True, timeout=900)
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
   assert "does not match this run's model" in last and 'use a new --workdir' in last
