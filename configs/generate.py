@@ -24,7 +24,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   quick = c.variant == 'quick'
   c.gan_workdir = config_dict.placeholder(str)  # --workdir of the train_gan.py run
   # Patches per sign; the paper pre-trains on 18,000 per sign (binary) and 16,000 per
-  # class (10-class), so one set of 18,000 serves both.
+  # class (10-class), so one set of 18,000 serves both. The standalone quick run makes
+  # 300; the quick reproduction (the demo) makes 512, its generated_per_sign (set by
+  # configs/reproduce.py, the largest of its pre-training and sweep sizes).
   c.num_per_sign = 300 if quick else 18_000
   c.batch_size = 256 if quick else 2048  # decoder batch (generation only)
   c.fig3_per_sign = 8  # real and generated examples per sign in the Fig. 3 grid

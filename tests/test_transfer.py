@@ -341,3 +341,13 @@ def test_restore_keeps_backbone_and_makes_new_head(keras_resnet):
   assert facts['pretrained'] and facts['normalisation'] == 'caffe'
   with pytest.raises(convert.ConversionError, match='holds resnet101 weights'):
     convert.restore(transfer.create_model('alexnet', 2, rngs=nnx.Rngs(0)), ckpt, 'alexnet')
+
+
+def test_missing_weights_folder_names_both_places_it_looked(tmp_path):
+  config = _config(arch='vgg16', weights=str(tmp_path / 'imagenet'))
+  with pytest.raises(convert.ConversionError, match=r'(?s)imagenet/meta.json \(one network\) '
+                     r'and .*imagenet/vgg16/meta.json \(one subfolder per network\)'):
+    transfer_train.weights_dir(config)
+  (tmp_path / 'imagenet' / 'vgg16').mkdir(parents=True)
+  (tmp_path / 'imagenet' / 'vgg16' / 'meta.json').write_text('{}')
+  assert transfer_train.weights_dir(config) == str(tmp_path / 'imagenet' / 'vgg16')

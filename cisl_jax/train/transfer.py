@@ -133,9 +133,15 @@ def weights_dir(config):
   if not tc.weights:
     return None
   per_arch = os.path.join(tc.weights, tc.arch)
-  if not os.path.isfile(os.path.join(tc.weights, 'meta.json')) and os.path.isdir(per_arch):
+  if os.path.isfile(os.path.join(tc.weights, 'meta.json')):
+    return tc.weights
+  if os.path.isfile(os.path.join(per_arch, 'meta.json')):
     return per_arch
-  return tc.weights
+  raise convert.ConversionError(
+      f'config.transfer.weights={tc.weights!r}: no converted {tc.arch} weights; looked for '
+      f'{os.path.join(tc.weights, "meta.json")} (one network) and '
+      f'{os.path.join(per_arch, "meta.json")} (one subfolder per network). Write them with '
+      f'launch/convert_weights.py --arch={tc.arch} --output={per_arch}.')
 
 
 def _source(config):
