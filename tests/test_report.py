@@ -153,3 +153,23 @@ def test_table1_has_the_binary_scratch_baseline(tmp_path):
   assert '| row | Scratch AC | Scratch SE |' in table1  # the header row of the table
   assert '(0.500)' in table1  # the paper's text: about 50% from scratch
   assert 'against scratch' in text[text.index('- Binary:'):]
+
+
+def test_chance_level_results_are_flagged_and_no_bullet_is_empty(tmp_path):
+  make_workdir(tmp_path)
+  rng = np.random.default_rng(1)
+  for k in range(2):
+    for s in SIGNS:  # fine-tuned binary models that guess: AC about 0.5
+      y = np.repeat([0, 1], 20)
+      _write_preds(tmp_path / f'fold{k}' / f'binary_{s}_finetune', y, rng.integers(0, 2, 40))
+  text = report.write_report(tmp_path).read_text()
+  line = next(l for l in text.splitlines() if l.startswith('- Binary, mean over signs'))
+  assert 'Not distinguishable from chance (0.500)' in line
+
+  # No binary stage at all: the bullet says why instead of being empty.
+  import shutil  # pylint: disable=g-import-not-at-top
+  for d in tmp_path.glob('fold*/binary_*'):
+    shutil.rmtree(d)
+  text = report.write_report(tmp_path).read_text()
+  bullet = next(l for l in text.splitlines() if l.startswith('- Binary:'))
+  assert bullet.startswith('- Binary: not measured: the stages fold1/binary_CV_pretrain')

@@ -95,6 +95,34 @@ def _compare(table: tables.Table, ours: str, others) -> str:
   return ' '.join(out)
 
 
+def versus_chance(cell, chance: float) -> str:
+  """A flag for an accuracy that its 95% interval does not separate from `chance`."""
+  lo = cell.ci[0][0]
+  if math.isnan(cell.mean[0]):
+    return ''
+  if math.isnan(lo):
+    return f' **Not judged against chance ({chance:.3f}): no 95% interval.**'
+  if lo <= chance:
+    return (f' **Not distinguishable from chance ({chance:.3f}): the 95% interval starts at '
+            f'{lo:.3f}.**')
+  return ''
+
+
+def _bullet(text: str, why: str) -> str:
+  """A headline bullet's text, or why there is none (never an empty bullet)."""
+  return text or f'not measured: {why}.'
+
+
+def _chance_share(workdir) -> float | None:
+  """The 10-class chance accuracy: the share of the most frequent held-out class."""
+  for m in paper_results.TABLE2_METHODS:
+    preds = results.stage_predictions(workdir, wd.ten_stage(m))
+    if preds:
+      labels = np.concatenate([y for y, _ in preds.values()])
+      return float(np.bincount(labels, minlength=signs.NUM_CLASSES).max() / max(len(labels), 1))
+  return None
+
+
 def _chance(workdir) -> str:
   """Chance levels of the 10-class held-out sets: the accuracy of always answering the
   most frequent class, and the mean SE (balanced accuracy) of any constant answer."""
@@ -234,6 +262,11 @@ def write_report(workdir) -> pathlib.Path:
       report / 'training_curves.png')
 
   folds = sorted(wd.fold_dirs(workdir))
+  unfinished = lambda prefix: sorted(k for k, v in status.items() if prefix in k
+                                     and v.get('state') != 'done')
+  why = lambda prefix: (f'the stages {", ".join(unfinished(prefix)[:6])} did not finish (see '
+                        'below)' if unfinished(prefix) else 'no such stage finished')
+  no_binary, no_ten = why('/binary_'), why('/ten_')
   t2m = t2.cells['mean', 'finetune']
   parts = [
       first_line(source, cfg.get('data_dir', '')),
@@ -249,12 +282,14 @@ def write_report(workdir) -> pathlib.Path:
       '',
       (f'- Binary, mean over signs, fine-tuned: AC/SE/SP '
        f'{" / ".join(tables.fmt(x) for x in t1.cells["mean", "finetune"].mean)} '
-       f'(paper {" / ".join(tables.fmt(x) for x in paper_results.table1("mean", "finetune"))}).'),
+       f'(paper {" / ".join(tables.fmt(x) for x in paper_results.table1("mean", "finetune"))}).'
+       + versus_chance(t1.cells['mean', 'finetune'], 0.5)),
       (f'- 10-class, fine-tuned: AC {tables.fmt(t2m.mean[0])}, mean SE '
        f'{tables.fmt(t2m.mean[1])}, mean SP {tables.fmt(t2m.mean[2])} (paper '
-       f'0.918 / 0.927 / 0.990). {_chance(workdir)}'),
-      f'- Binary: {_compare(t1, "finetune", ("scratch", "pretrain", "traditional"))}',
-      f'- 10-class: {_compare(t2, "finetune", ("scratch", "pretrain", "traditional"))}',
+       f'0.918 / 0.927 / 0.990). {_chance(workdir)}'
+       + (versus_chance(t2m, share) if (share := _chance_share(workdir)) is not None else '')),
+      f'- Binary: {_bullet(_compare(t1, "finetune", ("scratch", "pretrain", "traditional")), no_binary)}',
+      f'- 10-class: {_bullet(_compare(t2, "finetune", ("scratch", "pretrain", "traditional")), no_ten)}',
       '',
       _status_section(status),
       '## Table I: binary classification per sign',
