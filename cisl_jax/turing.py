@@ -141,7 +141,8 @@ def build(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarr
   }
   key = {
       'format': KEY_FORMAT, 'page_id': page_id, 'seed': int(seed),
-      'num_real': int(num_real), 'num_generated': int(num_generated),
+      # Per sign: the page shows this many real and generated patches of every sign.
+      'num_real_per_sign': int(num_real), 'num_generated_per_sign': int(num_generated),
       'data_window': [float(v) for v in data_window],
       'display_window': [float(v) for v in display_window],
       'source': dict(source or {}),
@@ -216,6 +217,13 @@ def check_answers(key: dict, answers: dict, name: str, allow_missing: bool = Fal
   bad = {i for i, v in marks.items() if v not in ('real', 'fake')}
   if bad:
     raise AnswersError(f'{name}: marks must be "real" or "fake"; items {_few(bad)} are not.')
+  conf = answers.get('confidence') or {}
+  if not isinstance(conf, dict):
+    raise AnswersError(f'{name}: "confidence" must map item ids to 1..5.')
+  bad = {i for i, v in conf.items() if i not in marks or v not in CONFIDENCE_SCALE}
+  if bad:
+    raise AnswersError(f'{name}: confidence must be an integer 1 (a guess) to 5 (certain) '
+                       f'for a marked item; items {_few(bad)} are not.')
   missing = known - set(marks)
   if missing and not allow_missing:
     raise AnswersError(
@@ -233,6 +241,37 @@ def _rates(rows: list[tuple[str, str]]) -> dict:
           'real_as_fake_share': r_fake / len(real) if real else None}
 
 
+CONFIDENCE_SCALE = (1, 2, 3, 4, 5)  # optional per answer: 1 a guess .. 5 certain
+
+
+def _accuracy(rows: list[tuple[str, str, str]], confidence: Mapping[str, int]) -> dict:
+  """Overall accuracy of (id, truth, mark) rows with a two-sided binomial test against
+  50% (a reader who cannot tell real from generated), and mean confidence if given."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  right = [(i, (t == 'real') == (m == 'real')) for i, t, m in rows]
+  k, n = sum(r for _, r in right), len(right)
+  out = {'num_marked': n, 'correct': k, 'accuracy': k / n if n else None,
+         'binomial_p': float(stats.binomtest(k, n, 0.5).pvalue) if n else None}
+  for name, want in (('mean_confidence_correct', True), ('mean_confidence_wrong', False)):
+    vals = [confidence[i] for i, r in right if r == want and i in confidence]
+    out[name] = float(np.mean(vals)) if vals else None
+  return out
+
+
+def cohen_kappa(a: Mapping[str, str], b: Mapping[str, str]) -> tuple[float | None, int]:
+  """Cohen's kappa of two readers' real/fake marks over the items both marked."""
+  common = sorted(set(a) & set(b))
+  if not common:
+    return None, 0
+  x = np.array([a[i] == 'real' for i in common])
+  y = np.array([b[i] == 'real' for i in common])
+  observed = float(np.mean(x == y))
+  expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
+  if expected == 1.0:
+    return None, len(common)  # both readers gave one answer throughout: undefined
+  return (observed - expected) / (1 - expected), len(common)
+
+
 def score(key: dict, answers: Mapping[str, dict], allow_missing: bool = False) -> dict:
   """Per reader and per sign rates; `answers` maps a name (file) to its answers dict.
 
@@ -242,17 +281,32 @@ def score(key: dict, answers: Mapping[str, dict], allow_missing: bool = False) -
   by_id = {it['id']: it for it in key['items']}
   present = {it['sign'] for it in key['items']}
   signs = [s for s in signs_lib.SIGNS if s in present]  # the paper's order
-  readers, pooled = {}, []
+  readers, pooled, pooled_acc, marks = {}, [], [], {}
   for name, ans in answers.items():
     check_answers(key, ans, name, allow_missing)
     rows = [(by_id[i]['sign'], by_id[i]['truth'], m) for i, m in ans['answers'].items()]
+    acc_rows = [(f'{name}:{i}', by_id[i]['truth'], m) for i, m in ans['answers'].items()]
+    conf = {f'{name}:{i}': v for i, v in (ans.get('confidence') or {}).items()}
     pooled += rows
+    pooled_acc.append((acc_rows, conf))
     reader = str(ans.get('reader') or '').strip() or os.path.basename(name)
     if reader in readers:
       reader = f'{reader} ({os.path.basename(name)})'
-    readers[reader] = {'file': name, **_summarise(rows, signs)}
+    readers[reader] = {'file': name, **_summarise(rows, signs),
+                       'overall': _accuracy(acc_rows, conf)}
+    marks[reader] = ans['answers']
+  names = list(marks)
+  agreement = []
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      kappa, n = cohen_kappa(marks[a], marks[b])
+      agreement.append({'readers': [a, b], 'cohen_kappa': kappa, 'num_items': n})
+  all_rows = [r for rows, _ in pooled_acc for r in rows]
+  all_conf = {k: v for _, conf in pooled_acc for k, v in conf.items()}
   return {'page_id': key['page_id'], 'readers': readers,
-          'all_readers': _summarise(pooled, signs)}
+          'all_readers': {**_summarise(pooled, signs),
+                          'overall': _accuracy(all_rows, all_conf)},
+          'agreement': agreement}
 
 
 def _summarise(rows, signs):
@@ -280,6 +334,20 @@ def score_markdown(scores: dict) -> str:
       g = _pct(r['generated_as_real_share'], r['generated_as_real'], r['num_generated'])
       f = _pct(r['real_as_fake_share'], r['real_as_fake'], r['num_real'])
       lines.append(f'| {sign} | {g} | {f} |')
+    o = res['overall']
+    if o['num_marked']:
+      lines += ['', f'Overall accuracy {100 * o["accuracy"]:.1f}% ({o["correct"]}/'
+                f'{o["num_marked"]}); two-sided binomial test against 50% (cannot tell real '
+                f'from generated): p = {o["binomial_p"]:.3g}.' + ''.join(
+                    f' Mean confidence (1-5) when {w}: {o[k]:.2f}.' for w, k in (
+                        ('right', 'mean_confidence_correct'),
+                        ('wrong', 'mean_confidence_wrong')) if o[k] is not None)]
+  if scores.get('agreement'):
+    lines += ['', '## Agreement between readers', '', '| readers | Cohen\'s kappa | items |',
+              '|---|---|---|']
+    for a in scores['agreement']:
+      k = 'undefined' if a['cohen_kappa'] is None else f'{a["cohen_kappa"]:.3f}'
+      lines.append(f'| {" / ".join(a["readers"])} | {k} | {a["num_items"]} |')
   return '\n'.join(lines) + '\n'
 
 

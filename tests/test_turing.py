@@ -198,3 +198,29 @@ def test_launcher_scores_readers_and_refuses_foreign_answers(tmp_path):
   out = run_launcher('score', f'--key={key_path}', f'--answers={tmp_path / "c.json"}')
   assert out.returncode != 0
   assert 'c.json: answers are for page' in out.stderr and key['page_id'] in out.stderr
+
+
+def test_score_gives_accuracy_binomial_test_kappa_and_confidence():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  real, rl, gen, gl = make_sets()
+  _, key = turing.build(real, rl, gen, gl, num_real=4, num_generated=4, seed=0)
+  assert key['num_real_per_sign'] == key['num_generated_per_sign'] == 4  # labelled per sign
+  a = answers_for(key, lambda it: 'real')  # cannot tell: 50% right
+  b = answers_for(key, lambda it: 'real' if it['truth'] == 'real' or it['sign'] == 'GGO'
+                  else 'fake', reader='B')  # right on 68 of 72
+  b['confidence'] = {it['id']: 5 if it['sign'] != 'GGO' else 1 for it in key['items']}
+  s = turing.score(key, {'a.json': a, 'b.json': b})
+  oa, ob = s['readers']['A']['overall'], s['readers']['B']['overall']
+  assert (oa['correct'], oa['num_marked'], oa['accuracy']) == (36, 72, 0.5)
+  assert oa['binomial_p'] == pytest.approx(1.0)
+  assert ob['correct'] == 68
+  assert ob['binomial_p'] == pytest.approx(stats.binomtest(68, 72, 0.5).pvalue)
+  assert ob['mean_confidence_correct'] > ob['mean_confidence_wrong'] == 1.0
+  kappa = s['agreement'][0]
+  assert kappa['readers'] == ['A', 'B'] and kappa['num_items'] == 72
+  assert kappa['cohen_kappa'] == pytest.approx(0.0)  # A's constant answer agrees by chance
+  md = turing.score_markdown(s)
+  assert 'Overall accuracy 94.4% (68/72)' in md and "Cohen's kappa" in md
+  b['confidence'] = {key['items'][0]['id']: 7}
+  with pytest.raises(turing.AnswersError, match='confidence must be an integer 1'):
+    turing.score(key, {'b.json': b})
