@@ -1,5 +1,6 @@
 """Tests of the phantom source: DICOM, manifest, counts, seeds and each sign's HU."""
 import csv
+import pathlib
 
 import numpy as np
 import pydicom
@@ -36,7 +37,7 @@ def test_dicom_headers_and_hu_ranges(small):
   assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
   assert (ds.Rows, ds.Columns) == (512, 512) and ds.pixel_array.dtype == np.uint16
   assert float(ds.RescaleSlope) == 1 and float(ds.RescaleIntercept) == -1024
-  assert 0.6 < float(ds.PixelSpacing[0]) < 0.8
+  assert 0.6 <= float(ds.PixelSpacing[0]) <= 0.9
   uids = {pydicom.dcmread(root / s.path).SOPInstanceUID for s in patient.slices}
   assert len(uids) == len(patient.slices)
   hu = read_hu(root / free.path)
@@ -181,3 +182,31 @@ def test_bad_arguments_and_atomic_write(tmp_path, monkeypatch):
                           free_slices=(1, 1))
   assert sorted(p.name for p in tmp_path.iterdir()) == ['full']
   assert len(calls) == 2
+
+
+def test_make_phantom_writes_series_a_dicom_reader_opens(tmp_path):
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  root = pathlib.Path(__file__).resolve().parents[1]
+  out = tmp_path / 'series'
+  proc = subprocess.run(
+      [sys.executable, 'launch/make_phantom.py', f'--out={out}',
+       '--config.phantom.num_patients=2', '--config.phantom.num_oversized=0',
+       '--config.phantom.free_slices=(2, 2)', '--config.seed=4'],
+      cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().endswith('manifest.csv')
+  for patient in sorted(p for p in out.iterdir() if p.is_dir()):
+    series = [pydicom.dcmread(f) for f in sorted(patient.glob('*.dcm'))]
+    assert len(series) >= 2 and len({d.SeriesInstanceUID for d in series}) == 1
+    # The slices stack along the normal of their orientation, one thickness apart or more.
+    z = sorted(float(d.ImagePositionPatient[2]) for d in series)
+    assert np.all(np.diff(z) >= float(series[0].SliceThickness) - 1e-6)
+    assert {tuple(d.PixelSpacing) for d in series} == {tuple(series[0].PixelSpacing)}
+    volume = np.stack([d.pixel_array for d in series])
+    assert volume.shape[1:] == (512, 512)
+  # A second run into the same folder refuses, naming the fix.
+  again = subprocess.run([sys.executable, 'launch/make_phantom.py', f'--out={out}'], cwd=root,
+                         env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True,
+                         text=True, timeout=300)
+  assert again.returncode != 0 and 'overwrite' in again.stderr

@@ -41,6 +41,7 @@ from cisl_jax.data import splits
 from cisl_jax.data.records import BoxedSlice
 from cisl_jax.data.sources import liss
 from cisl_jax.data.sources import manifest
+from cisl_jax.data.sources import phantom
 
 tf.config.set_visible_devices([], 'GPU')
 
@@ -57,10 +58,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.require_classes = 'present'  # every fold must hold: 'present' classes, 'all' 10, 'none'
   c.patches = patches_lib.default_config()
   c.manifest = manifest.default_config()
-  c.phantom = ml_collections.ConfigDict()  # keyword arguments of phantom.write_phantom:
-  c.phantom.num_patients = 120  # phantom patients (one series each)
-  c.phantom.num_oversized = 4  # boxes over half the slice, for the drop rule to remove
-  c.phantom.noise_hu = 18.0  # scanner-like noise, standard deviation in HU
+  c.phantom = phantom.default_config()  # keyword arguments of phantom.write_phantom
   c.lidc = ml_collections.ConfigDict()  # LIDC ratings -> signs thresholds (lidc.py)
   c.examples_per_class = 8  # patches per class in the card's example grid
   return c
@@ -106,7 +104,6 @@ def load_source(source: str, input_path: str | None, cfg: ml_collections.ConfigD
 
 def write_phantom(out_dir: str, cfg: ml_collections.ConfigDict) -> str:
   """Writes the phantom's DICOM slices and manifest into `out_dir`; returns the manifest."""
-  from cisl_jax.data.sources import phantom  # pylint: disable=g-import-not-at-top
   return phantom.write_phantom(out_dir, seed=cfg.seed, **cfg.phantom.to_dict())
 
 

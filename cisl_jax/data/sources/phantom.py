@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 
 from absl import logging
+import ml_collections
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom import uid as pydicom_uid
@@ -30,14 +31,16 @@ from pydicom import uid as pydicom_uid
 from cisl_jax import signs as signs_lib
 from cisl_jax import workdir
 from cisl_jax.data.sources import phantom_anatomy as pa
+from cisl_jax.data.sources import phantom_lung
+from cisl_jax.data.sources import phantom_scanner
 from cisl_jax.data.sources import phantom_signs as ps
 
 MANIFEST = 'manifest.csv'
 INFO = 'phantom.json'
 COLUMNS = ('patient_id', 'path', 'sign', 'x0', 'y0', 'x1', 'y1')
 RESCALE_INTERCEPT = -1024
-_FORMAT_VERSION = 1
-_UID_ROOT = 'cisl_jax phantom v1'
+_FORMAT_VERSION = 2
+_UID_ROOT = 'cisl_jax phantom v2'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +62,28 @@ class PlannedSlice:
 class PlannedPatient:
   patient_id: str
   index: int
-  spacing: float  # mm per pixel
-  thickness: float  # mm
-  dose: float  # noise multiplier: patients are scanned at different doses
+  scan: phantom_scanner.Scan  # spacing, thickness, kernel and dose of the series
   slices: tuple[PlannedSlice, ...]
+
+  @property
+  def spacing(self) -> float:
+    return self.scan.spacing
+
+  @property
+  def thickness(self) -> float:
+    return self.scan.thickness
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The phantom's fields (keyword arguments of `write_phantom` besides seed/out_dir)."""
+  c = ml_collections.ConfigDict()
+  c.num_patients = 120  # patients (one series each); the paper's boxes are spread over them
+  c.num_oversized = 4  # extra OP boxes over half the slice, for the patch rule to drop
+  c.noise_hu = 18.0  # CT noise standard deviation (HU) at the median dose; varies per patient
+  c.size = 512  # rows = columns of every slice
+  c.signs_per_slice = 2  # at most this many boxes on one slice
+  c.free_slices = (1, 2)  # (min, max) box-free slices per patient
+  return c
 
 
 def _assign(seed, num_patients, counts, num_oversized):
@@ -84,7 +105,13 @@ def _rngs(seed, index):
           np.random.default_rng([seed, 3, index]))
 
 
-def _plan_patient(seed, index, anat, boxes, rng, signs_per_slice, free_slices):
+def patient_scan(seed: int, index: int, size: int = 512,
+                 noise_hu: float = 18.0) -> phantom_scanner.Scan:
+  """The acquisition (spacing, thickness, kernel, dose) of patient `index`."""
+  return phantom_scanner.draw_scan(np.random.default_rng([seed, 4, index]), size, noise_hu)
+
+
+def _plan_patient(seed, index, anat, scan, boxes, rng, signs_per_slice, free_slices):
   """Groups a patient's boxes into slices (up to signs_per_slice each, no overlap)."""
   groups = []
   for sign, oversized in boxes:
@@ -106,9 +133,7 @@ def _plan_patient(seed, index, anat, boxes, rng, signs_per_slice, free_slices):
   pid = f'PH{index:04d}'
   slices = tuple(PlannedSlice(f'{pid}/IM{n:04d}.dcm', n, tuple(groups[g]))
                  for n, g in enumerate(order, start=1))
-  return PlannedPatient(pid, index, float(rng.uniform(0.64, 0.78)),
-                        float(rng.choice([1.0, 1.25, 2.5, 5.0])), float(rng.uniform(0.75, 1.3)),
-                        slices)
+  return PlannedPatient(pid, index, scan, slices)
 
 
 def _check_args(num_patients, counts, num_oversized, size, signs_per_slice, free_slices):
@@ -130,16 +155,17 @@ def _check_args(num_patients, counts, num_oversized, size, signs_per_slice, free
 
 def patient_anatomy(seed: int, index: int, size: int = 512) -> pa.Anatomy:
   """The anatomy (lung masks, hila) of patient `index` of the phantom of `seed`."""
-  return pa.make_anatomy(_rngs(seed, index)[0], size)
+  return pa.make_anatomy(_rngs(seed, index)[0], size, patient_scan(seed, index, size).spacing)
 
 
 def _patients(seed, num_patients, counts, num_oversized, size, signs_per_slice,
-              free_slices):
+              free_slices, noise_hu=18.0):
   """Yields (PlannedPatient, Anatomy) per patient, in order."""
   for index, boxes in enumerate(_assign(seed, num_patients, counts, num_oversized)):
-    anat = patient_anatomy(seed, index, size)
+    scan = patient_scan(seed, index, size, noise_hu)
+    anat = pa.make_anatomy(_rngs(seed, index)[0], size, scan.spacing)
     plan_rng = _rngs(seed, index)[1]
-    yield _plan_patient(seed, index, anat, boxes, plan_rng, signs_per_slice,
+    yield _plan_patient(seed, index, anat, scan, boxes, plan_rng, signs_per_slice,
                         free_slices), anat
 
 
@@ -155,13 +181,30 @@ def plan_phantom(*, seed: int = 0, num_patients: int = 120,
 
 
 def render_slice(seed: int, patient: PlannedPatient, planned: PlannedSlice,
-                 anat: pa.Anatomy, base: np.ndarray, noise_hu: float) -> np.ndarray:
-  """HU pixels of one planned slice: anatomy, then signs, then scanner noise."""
+                 anat: pa.Anatomy, base: np.ndarray) -> np.ndarray:
+  """HU pixels of one planned slice: the object (anatomy, then signs), then the scanner."""
   rng = np.random.default_rng([seed, 2, patient.index, planned.number])
-  img = pa.render_slice(anat, base, rng)
+  obj = phantom_lung.render_object(anat, base, rng, patient.scan)
   for sign in planned.signs:
-    ps.paint_sign(img, sign.sign, sign.params, anat, rng)
-  return pa.add_noise(img, rng, noise_hu * patient.dose)
+    ps.paint_sign(obj, sign.sign, sign.params, anat, rng)
+  return phantom_scanner.image(obj, patient.scan, rng)
+
+
+def iter_slices(*, seed: int = 0, num_patients: int = 120,
+                counts: Mapping[str, int] | None = None, num_oversized: int = 4,
+                size: int = 512, noise_hu: float = 18.0, signs_per_slice: int = 2,
+                free_slices: tuple[int, int] = (1, 2)):
+  """Yields (PlannedPatient, PlannedSlice, HU pixels) of every slice, in file order.
+
+  What `write_phantom` writes, without the files (the calibration bench reads this).
+  """
+  counts = _check_args(num_patients, counts, num_oversized, size, signs_per_slice,
+                       free_slices)
+  for patient, anat in _patients(seed, num_patients, counts, num_oversized, size,
+                                 signs_per_slice, free_slices, noise_hu):
+    base = pa.render_base(anat, _rngs(seed, patient.index)[2])
+    for planned in patient.slices:
+      yield patient, planned, render_slice(seed, patient, planned, anat, base)
 
 
 def _uid(seed, *parts):
@@ -255,15 +298,16 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
     tmp = pathlib.Path(tmp)
     rows, oversized, n_slices = [], [], 0
     start = time.time()
-    for patient, anat in _patients(seed, num_patients, counts, num_oversized, size,
-                                   signs_per_slice, free_slices):
-      (tmp / patient.patient_id).mkdir()
-      base = pa.render_base(anat, _rngs(seed, patient.index)[2])
-      for planned in patient.slices:
-        hu = render_slice(seed, patient, planned, anat, base, noise_hu)
-        write_dicom(tmp / planned.path, hu, seed=seed, patient=patient, planned=planned)
-        oversized += [dict(path=planned.path, box=s.box) for s in planned.signs if s.oversized]
-      n_slices += len(patient.slices)
+    slices = iter_slices(seed=seed, num_patients=num_patients, counts=counts,
+                         num_oversized=num_oversized, size=size, noise_hu=noise_hu,
+                         signs_per_slice=signs_per_slice, free_slices=free_slices)
+    for patient, planned, hu in slices:
+      (tmp / patient.patient_id).mkdir(exist_ok=True)
+      write_dicom(tmp / planned.path, hu, seed=seed, patient=patient, planned=planned)
+      oversized += [dict(path=planned.path, box=s.box) for s in planned.signs if s.oversized]
+      n_slices += 1
+      if planned is not patient.slices[-1]:
+        continue
       rows += _manifest_rows(patient)
       done = patient.index + 1
       if done % 20 == 0 or done == num_patients:

@@ -2,11 +2,10 @@
 
 One `Anatomy` per patient holds the random shape of the chest (body outline, fat and
 muscle layers, two lungs around the mediastinum, heart, aorta, spine, ribs) as masks;
-`render_base` paints its static tissues once, and `render_slice` adds what changes
-from slice to slice of that patient: lung texture, branching tapering vessels and
-their dots, airways, a fissure. `add_noise` adds scanner-like noise last, after the
-signs are drawn. All sizes are in pixels of a 512 slice (about 0.7 mm each) and
-scale with the slice size.
+`render_base` paints its static tissues once; `phantom_lung` adds what changes from
+slice to slice (texture, vessels, airways, fissures, normal confounders) and
+`phantom_scanner` images the object last. Body sizes are in pixels of a 512 slice and
+scale with the slice size; lung detail scales with `Anatomy.scale` (pixels per 0.7 mm).
 """
 import collections
 import dataclasses
@@ -29,7 +28,7 @@ MARROW = 230.0
 class Anatomy:
   """One patient's chest: masks and the shape parameters `render_base` paints."""
   size: int
-  scale: float  # size / 512: every length below is multiplied by it
+  scale: float  # pixels per 0.7 mm: lengths of lung detail and signs are multiplied by it
   lung: np.ndarray  # int8, 0 outside the lungs, 1 image-left lung, 2 image-right lung
   dist: np.ndarray  # float32, distance (px) to the lung border inside the lungs, else 0
   costal: np.ndarray  # bool, lung pixels within a few px of the chest wall (not mediastinum)
@@ -62,8 +61,14 @@ def _inside(terms, p, a, b, b_post):
   return ax * a ** -p + ay * np.where(back, b_post ** -p, b ** -p) < wob
 
 
-def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
-  """Draws one patient's chest geometry (masks only; no pixels rendered)."""
+def make_anatomy(rng: np.random.Generator, size: int = 512,
+                 spacing: float | None = None) -> Anatomy:
+  """Draws one patient's chest geometry (masks only; no pixels rendered).
+
+  The chest fills the slice about as a scanner's field of view is fitted to the
+  patient (its size in pixels scales with `size`); lung detail and signs are sized in
+  mm, so with `spacing` (mm per pixel) their size in pixels varies between patients.
+  """
   s = size / 512.0
   xx, yy = grid(size)
   u = rng.uniform
@@ -83,7 +88,7 @@ def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
   g['v_heart'] = u(-0.35, -0.05)
   g['contrast'] = bool(rng.random() < 0.5)
   g['blood'] = u(140, 260) if g['contrast'] else u(35, 50)
-  g['lung_hu'] = LUNG + u(-25, 20)
+  g['lung_hu'] = LUNG + u(-45, 5)  # vessels blurred by the kernel add ~20 HU
 
   terms = _chest_terms(g, size)
   body = _inside(terms, g['p'], g['a'], g['b'], g['b_post'])
@@ -110,7 +115,8 @@ def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
     centroids.append((float(xs.mean()), float(ys.mean())))
   ys, xs = np.nonzero(body)
   body_box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-  return Anatomy(size=size, scale=s, lung=label, dist=dist, costal=costal,
+  scale = 0.7 / spacing if spacing else s
+  return Anatomy(size=size, scale=scale, lung=label, dist=dist, costal=costal,
                  hila=tuple(hila), centroids=tuple(centroids), body_box=body_box, geo=g)
 
 
@@ -120,16 +126,21 @@ def make_anatomy(rng: np.random.Generator, size: int = 512) -> Anatomy:
 def paint_segments(img, segs, value, mask=None):
   """Blends tapered, round-capped segments of one HU `value` into `img` in place.
 
-  segs: (N, 6) rows x0, y0, x1, y1, r0, r1 (radius at each end, px). The edge is
-  anti-aliased over one pixel, so a segment thinner than a pixel only partly raises
-  it, like partial volume in a real scan. Where segments overlap the strongest one
+  segs: (N, 6) rows x0, y0, x1, y1, r0, r1 (radius at each end, px), or (N, 7) with a
+  last column `weight` in [0, 1]: the share of the slab the segment fills (partial
+  volume from the slice thickness), which scales how far it raises the pixels. The
+  edge is anti-aliased over one pixel, so a segment thinner than a pixel only partly
+  raises it, like partial volume in-plane. Where segments overlap the strongest one
   wins. `mask` (float, image-sized) limits where they show. Vectorised: segments are
   evaluated in batches of equal-sized windows, so a slice's hundreds of vessel
   segments cost a few array operations.
   """
-  segs = np.asarray(segs, np.float32).reshape(-1, 6)
-  if not len(segs):
+  segs = np.asarray(segs, np.float32)
+  if not segs.size:
     return
+  segs = segs.reshape(len(segs), -1)
+  weight = segs[:, 6] if segs.shape[1] == 7 else np.ones(len(segs), np.float32)
+  segs = segs[:, :6]
   h, w = img.shape
   ax, ay, bx, by, r0, r1 = segs.T
   pad = np.maximum(r0, r1) + 1.0
@@ -157,6 +168,7 @@ def paint_segments(img, segs, value, mask=None):
       t = np.clip((px * dx + py * dy) / (dx * dx + dy * dy + 1e-6), 0.0, 1.0)
       d = np.sqrt((px - t * dx) ** 2 + (py - t * dy) ** 2)
       a = np.clip(r0[sel, None, None] + (r1 - r0)[sel, None, None] * t - d + 0.5, 0.0, 1.0)
+      a *= weight[sel, None, None]
       ok = ((xs >= xa) & (xs < xb))[:, None, :] & ((ys >= ya) & (ys < yb))[:, :, None] & (a > 0)
       idx = (ys - ya)[:, :, None] * (xb - xa) + (xs - xa)[:, None, :]
       np.maximum.at(flat, idx[ok], a[ok])
@@ -187,7 +199,8 @@ def smooth_noise(rng, shape, sigma):
 
 def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   """Paints the patient's static tissues (everything but the lung interior's detail)."""
-  g, s, size = anat.geo, anat.scale, anat.size
+  g, size = anat.geo, anat.size
+  s = size / 512.0  # body-level structures follow the field of view, not the mm scale
   xx, yy = grid(size)
   cx, cy, p = g['cx'], g['cy'], g['p']
 
@@ -317,73 +330,6 @@ def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60, bounded=True):
   return segs
 
 
-def render_slice(anat: Anatomy, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """One slice of the patient: base tissues + lung texture, vessels, airways."""
-  s, size = anat.scale, anat.size
-  img = base.copy()
-  lung = anat.lung > 0
-  lungf = lung.astype(np.float32)
-  # Fine parenchymal texture (the slow density variation is in the base).
-  tex = 22.0 * smooth_noise(rng, (size, size), 1.0 * s)
-  img += tex * lungf
-  blood = anat.geo['blood'] if anat.geo['contrast'] else 40.0
-  vessel_hu = min(blood, 120.0)
-  segs, airways = [], []
-  # In-plane vessel runs: a few long trees from each hilum, many short ones in the lung
-  # (most vessels leave the slice plane soon), all pointing away from the hilum and
-  # tapering as they branch.
-  ys, xs = np.nonzero(anat.dist > 4 * s)
-  for (hx, hy), (mx, my) in zip(anat.hila, anat.centroids):
-    base_angle = math.atan2(my - hy, mx - hx)
-    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(2.0, 3.2) * s, 12)
-              for _ in range(rng.integers(2, 5))]
-    for i in rng.choice(len(xs), size=int(rng.integers(12, 22)), replace=False):
-      x, y = float(xs[i]), float(ys[i])
-      if (anat.lung[ys[i], xs[i]] == 1) != (hx < anat.geo['cx']):
-        continue
-      d = math.hypot(x - hx, y - hy)
-      starts.append((x, y, math.atan2(y - hy, x - hx) + rng.normal(0, 0.4),
-                     (0.6 + 1.6 * math.exp(-d / (60 * s))) * s, 4))
-    for x, y, angle, radius, max_segments in starts:
-      tree = vessel_tree(rng, anat, x, y, angle, radius, max_segments)
-      segs += tree
-      # A bronchus runs beside the central part of some arteries: a dark tube.
-      if tree and radius > 1.6 * s and rng.random() < 0.6:
-        ax, ay, bx, by, r0, r1 = tree[0]
-        nx, ny = -(by - ay), bx - ax
-        n = math.hypot(nx, ny) + 1e-6
-        off = r0 + 2.2 * s
-        airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
-                        by + off * ny / n, 0.9 * r0, 0.9 * r1))
-  # Vessels cut across: dots growing towards the hilum, some with a bronchus ring.
-  pick = rng.choice(len(xs), size=int(rng.integers(90, 150)), replace=False)
-  dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
-  d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
-  dr = (0.55 + 3.0 * np.exp(-d_hil / (70 * s)) * rng.uniform(0.6, 1.3, len(dx))) * s
-  paint_segments(img, np.array(segs, np.float32), vessel_hu, lungf)
-  paint_discs(img, dx, dy, dr, vessel_hu, lungf)
-  big = np.flatnonzero(dr > 1.6 * s)[:25]
-  ang = rng.uniform(0, 2 * math.pi, len(big))
-  rb = dr[big] * rng.uniform(0.7, 1.0, len(big))
-  bx = dx[big] + (dr[big] + rb + 1.5 * s) * np.cos(ang)
-  by = dy[big] + (dr[big] + rb + 1.5 * s) * np.sin(ang)
-  walls = np.array(airways, np.float32).reshape(-1, 6)
-  lumens = walls.copy()
-  walls[:, 4:] += 0.9 * s
-  paint_segments(img, walls, -150.0, lungf)
-  paint_discs(img, bx, by, rb + 0.9 * s, -150.0, lungf)
-  paint_segments(img, lumens, -985.0, lungf)
-  paint_discs(img, bx, by, rb, -985.0, lungf)
-  # A faint fissure in one lung, sometimes.
-  if rng.random() < 0.6:
-    (hx, hy), (mx, my) = anat.hila[rng.integers(2)], anat.centroids[rng.integers(2)]
-    ang = math.atan2(my - hy, mx - hx) + rng.uniform(-0.6, 0.6)
-    length = 200 * s
-    paint_segments(img, [(hx, hy, hx + length * math.cos(ang), hy + length * math.sin(ang),
-                          0.45 * s, 0.45 * s)], -500.0, lungf)
-  return img
-
-
 @functools.lru_cache(maxsize=4)
 def _interp_matrix(n_in, n_out):
   """(n_out, n_in) linear interpolation weights, corners aligned."""
@@ -399,10 +345,3 @@ def _upsample(small, size):
   """Bilinear upsampling of a small square field by two matrix products (fast)."""
   w = _interp_matrix(small.shape[0], size)
   return w @ small @ w.T
-
-
-def add_noise(img: np.ndarray, rng: np.random.Generator, noise_hu: float) -> np.ndarray:
-  """Adds slightly correlated Gaussian noise of standard deviation `noise_hu` (HU)."""
-  if noise_hu > 0:
-    img += noise_hu * smooth_noise(rng, img.shape, 0.7)
-  return img

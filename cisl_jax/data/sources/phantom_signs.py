@@ -316,13 +316,13 @@ def _plan_bmp(rng, anat, x, y):
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
   a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.3)
   w = _u(rng, 2.0, 4.5) * s
-  long = rng.random() < 0.15  # some plugs run far out along the airways
-  trunk = (_u(rng, 28, 42) if long else _u(rng, 0, 16)) * s
+  long = rng.random() < 0.2  # some plugs run far out along the airways
+  trunk = (_u(rng, 32, 48) if long else _u(rng, 0, 16)) * s
   x1, y1 = x + trunk * math.cos(a), y + trunk * math.sin(a)
   segs = [(x, y, x1, y1, w, 0.95 * w)] if trunk > 0 else []
   for side in (-1, 1):
     b = a + side * _u(rng, 0.4, 0.8)
-    length = (_u(rng, 22, 32) if long else _u(rng, 10, 28)) * s
+    length = (_u(rng, 26, 36) if long else _u(rng, 10, 28)) * s
     xm, ym = x1 + 0.5 * length * math.cos(b), y1 + 0.5 * length * math.sin(b)
     b += _u(rng, -0.25, 0.25)
     tip = w * _u(rng, 0.9, 1.25)  # plugged bronchi are dilated and blunt at the end
@@ -372,8 +372,9 @@ def _paint_ab(img, p, anat, rng):
   # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
   a = p['angle']
   x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
-  tree = pa.vessel_tree(rng, anat, x0, y0, a, _u(rng, 1.8, 3.0) * s,
-                        max_segments=int(rng.integers(8, 20)), bounded=False)
+  size = p['r'] / (25 * s)  # fewer, thinner bronchi in a small consolidation
+  tree = pa.vessel_tree(rng, anat, x0, y0, a, _u(rng, 1.3, 2.6) * s * min(1.0, 0.5 + size),
+                        max_segments=int(rng.integers(4, 12) * size) + 3, bounded=False)
   if rng.random() < 0.5:  # a second bronchus entering beside the first
     b = a + _u(rng, 0.4, 0.8) * rng.choice([-1, 1])
     tree += pa.vessel_tree(rng, anat, x0, y0, b, _u(rng, 1.4, 2.2) * s,

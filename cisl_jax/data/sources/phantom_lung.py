@@ -1,0 +1,218 @@
+"""What changes from slice to slice of a phantom patient's lungs, drawn as an object.
+
+`render_object(anat, base, rng, scan)` adds to the patient's static tissues:
+- parenchyma texture at several scales (acini, secondary lobules, perfusion);
+- vessels: branching, tapering trees lying in the slice, and vessels crossing it,
+  cut as ellipses whose length grows with the slice thickness and their obliquity;
+  both averaged with the lung around them where they are thinner than the slab
+  (partial volume, `phantom_scanner.slab_contrast`); they grow towards the hila;
+- airways as thin-walled dark tubes and rings beside their arteries;
+- fissures, sometimes thickened;
+- confounders of normal lung that a reader must tell from signs: vessel knots and
+  bifurcations that look like small nodules, scars, bands of subsegmental
+  atelectasis, small paraseptal air spaces.
+Sizes are in units of 0.7 mm times `anat.scale` (pixels per 0.7 mm).
+"""
+import functools
+import math
+
+import numpy as np
+
+from cisl_jax.data.sources import phantom_anatomy as pa
+from cisl_jax.data.sources import phantom_scanner as scanner_lib
+
+
+# Parenchyma texture: (HU standard deviation, correlation length in 0.7 mm units) of
+# acinar, lobular and perfusion-scale variation.
+TEXTURE = ((16.0, 0.7), (12.0, 2.0), (10.0, 5.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _texture_filter(size: int, scale: float) -> np.ndarray:
+  """rfft2 amplitude whose noise is the sum of TEXTURE's independent Gaussian fields."""
+  fy = np.fft.fftfreq(size)[:, None]
+  fx = np.fft.rfftfreq(size)[None, :]
+  f2 = fx * fx + fy * fy
+  power = np.zeros(f2.shape)
+  for sd, length in TEXTURE:
+    sigma = length * scale
+    g2 = np.exp(-4.0 * (math.pi * sigma) ** 2 * f2)  # |Gaussian transfer|^2
+    power += sd * sd * g2 / (g2.sum() * 2 / size ** 2)  # each field: variance sd^2
+  return np.sqrt(power).astype(np.float32)
+
+
+def _texture(rng, anat):
+  """Multi-scale parenchyma texture (one FFT; the fields' variances add)."""
+  white = rng.standard_normal((anat.size, anat.size), dtype=np.float32)
+  spec = np.fft.rfft2(white) * _texture_filter(anat.size, round(anat.scale, 3))
+  return np.fft.irfft2(spec, s=white.shape).astype(np.float32)
+
+
+def _points(anat, min_dist):
+  """Lung pixels (ys, xs) at least `min_dist` px from the lung border (cached)."""
+  cache = anat.__dict__.setdefault('_points', {})
+  if min_dist not in cache:
+    cache[min_dist] = np.nonzero(anat.dist > min_dist)
+  return cache[min_dist]
+
+
+def in_slab(segs, scan, rng, lo=0.55):
+  """Appends the partial-volume weight of in-plane segments (random depth in the slab)."""
+  segs = np.asarray(segs, np.float32).reshape(-1, 6)
+  d_mm = (segs[:, 4] + segs[:, 5]) * scan.spacing  # mean diameter
+  w = scanner_lib.slab_contrast(d_mm, scan.thickness) * rng.uniform(lo, 1.0, len(segs))
+  return np.concatenate([segs, w[:, None].astype(np.float32)], 1)
+
+
+def crossing_vessels(rng, x, y, r, toward, scan):
+  """Vessels crossing the slab at (x, y): ellipse-like segments with their slab weight.
+
+  A vessel of diameter D whose axis makes the angle phi with the slab's normal shows
+  as a streak of length T*tan(phi) (T: thickness) and fills D / (T*sin(phi)) of the
+  slab's depth where it passes (at most all of it). `toward`: in-plane direction of
+  the vessels (radial from the hilum), jittered.
+  """
+  n = len(x)
+  # Directions near the slab's plane are the in-plane runs drawn as trees, so cos(phi)
+  # is uniform (isotropic) over the steeper ones only.
+  cos_phi = rng.uniform(0.5, 1.0, n)
+  sin_phi = np.sqrt(1 - cos_phi ** 2)
+  half = 0.5 * scan.thickness * sin_phi / cos_phi / scan.spacing
+  a = toward + rng.normal(0, 0.5, n)
+  w = np.minimum(1.0, 2 * r * scan.spacing / (scan.thickness * sin_phi + 1e-3))
+  dx, dy = half * np.cos(a), half * np.sin(a)
+  return np.stack([x - dx, y - dy, x + dx, y + dy, r, r, w], 1).astype(np.float32)
+
+
+def _vessels(img, anat, rng, scan, lungf, hu):
+  s = anat.scale
+  ys, xs = _points(anat, 4 * s)
+  segs, airways = [], []
+  for (hx, hy), (mx, my) in zip(anat.hila, anat.centroids):
+    base_angle = math.atan2(my - hy, mx - hx)
+    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(1.8, 3.0) * s, 8)
+              for _ in range(rng.integers(1, 4))]
+    # Short twigs all over the lung: small vessels run in the slab only for a few mm.
+    for i in rng.choice(len(xs), size=int(rng.integers(25, 45)), replace=False):
+      x, y = float(xs[i]), float(ys[i])
+      if (anat.lung[ys[i], xs[i]] == 1) != (hx < anat.geo['cx']):
+        continue
+      d = math.hypot(x - hx, y - hy)
+      starts.append((x, y, math.atan2(y - hy, x - hx) + rng.normal(0, 0.4),
+                     (0.5 + 1.6 * math.exp(-d / (60 * s))) * s * rng.uniform(0.7, 1.2),
+                     int(rng.integers(1, 5))))
+    for x, y, angle, radius, max_segments in starts:
+      tree = pa.vessel_tree(rng, anat, x, y, angle, radius, max_segments)
+      segs += tree
+      if tree and radius > 1.6 * s and rng.random() < 0.6:  # its bronchus beside it
+        ax, ay, bx, by, r0, r1 = tree[0]
+        nx, ny = -(by - ay), bx - ax
+        n = math.hypot(nx, ny) + 1e-6
+        off = r0 + 2.2 * s
+        airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
+                        by + off * ny / n, 0.9 * r0, 0.9 * r1))
+  pa.paint_segments(img, in_slab(segs, scan, rng), hu, lungf)
+  # Vessels crossing the slice: many small ones, larger towards the hila.
+  pick = rng.choice(len(xs), size=int(rng.integers(40, 80)), replace=False)
+  dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
+  d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
+  near = np.argmin([np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila], 0)
+  toward = np.arctan2(dy - np.array(anat.hila)[near, 1], dx - np.array(anat.hila)[near, 0])
+  dr = (0.5 + 3.0 * np.exp(-d_hil / (70 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
+  pa.paint_segments(img, crossing_vessels(rng, dx, dy, dr, toward, scan), hu, lungf)
+  # Bronchi cut across beside the larger crossing arteries: rings with air inside.
+  big = np.flatnonzero(dr > 1.5 * s)[:25]
+  ang = rng.uniform(0, 2 * math.pi, len(big))
+  rb = dr[big] * rng.uniform(0.7, 1.0, len(big))
+  bx = dx[big] + (dr[big] + rb + 1.5 * s) * np.cos(ang)
+  by = dy[big] + (dr[big] + rb + 1.5 * s) * np.sin(ang)
+  walls = np.array(airways, np.float32).reshape(-1, 6)
+  lumens = walls.copy()
+  walls[:, 4:] += 0.8 * s
+  wall_hu = float(rng.uniform(-250, -50))
+  pa.paint_segments(img, in_slab(walls, scan, rng, 0.8), wall_hu, lungf)
+  pa.paint_discs(img, bx, by, rb + 0.8 * s, wall_hu, lungf)
+  pa.paint_segments(img, lumens, -980.0, lungf)
+  pa.paint_discs(img, bx, by, rb, -980.0, lungf)
+
+
+def _fissures(img, anat, rng, scan, lungf):
+  """Fissures: thin faint curved lines from near the hilum to the pleura."""
+  s = anat.scale
+  for lab in (0, 1):
+    if rng.random() > 0.65:
+      continue
+    (hx, hy), (mx, my) = anat.hila[lab], anat.centroids[lab]
+    ang = math.atan2(my - hy, mx - hx) + rng.uniform(-0.9, 0.9)
+    bend = rng.uniform(-0.006, 0.006) / s
+    thick = rng.random() < 0.25  # a thickened fissure: a confounder of PI and OP
+    r = (rng.uniform(0.8, 1.4) if thick else 0.45) * s
+    hu = rng.uniform(-350, -100) if thick else rng.uniform(-700, -450)
+    pts, x, y = [], hx, hy
+    for _ in range(24):
+      nx_, ny_ = x + 9 * s * math.cos(ang), y + 9 * s * math.sin(ang)
+      pts.append((x, y, nx_, ny_, r, r, 1.0))
+      x, y, ang = nx_, ny_, ang + bend * 9 * s
+    pa.paint_segments(img, pts, hu, lungf)
+
+
+def _confounders(img, anat, rng, scan, lungf, hu):
+  """Normal findings that resemble signs: vessel knots, scars, bands, air spaces."""
+  s = anat.scale
+  ys, xs = _points(anat, 6 * s)
+  if not len(xs):
+    return
+  def spot():
+    i = rng.integers(len(xs))
+    return float(xs[i]), float(ys[i])
+  # Vessel knots: a vessel bifurcating or bending across the slab looks like a nodule.
+  for _ in range(rng.poisson(1.5)):
+    x, y = spot()
+    r = rng.uniform(2.0, 4.5) * s
+    a = rng.uniform(0, 2 * math.pi)
+    arms = [(x, y, x + 12 * s * math.cos(a + t), y + 12 * s * math.sin(a + t), 0.7 * r,
+             0.35 * r, 1.0) for t in (0.0, rng.uniform(0.5, 1.0), math.pi + rng.uniform(-0.3, 0.3))]
+    pa.paint_segments(img, arms, hu, lungf)
+    pa.paint_discs(img, x, y, r, hu, lungf)
+  # Scars: irregular linear strands of fibrosis, sometimes reaching the pleura.
+  for _ in range(rng.poisson(0.6)):
+    x, y = spot()
+    a, segs = rng.uniform(0, 2 * math.pi), []
+    for _ in range(int(rng.integers(2, 5))):
+      length = rng.uniform(5, 14) * s
+      x2, y2 = x + length * math.cos(a), y + length * math.sin(a)
+      segs.append((x, y, x2, y2, rng.uniform(0.6, 1.6) * s, rng.uniform(0.5, 1.4) * s, 1.0))
+      x, y, a = x2, y2, a + rng.normal(0, 0.5)
+    pa.paint_segments(img, segs, float(rng.uniform(-150, 40)), lungf)
+  # Subsegmental atelectasis: a thin band, often horizontal, in the dependent lung.
+  if rng.random() < 0.3:
+    x, y = spot()
+    y = max(y, anat.centroids[0][1])
+    half = rng.uniform(10, 28) * s
+    a = rng.normal(0, 0.3)
+    yi, xi = int(min(y, anat.size - 1)), int(x)
+    if anat.dist[yi, xi] > 3 * s:
+      pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a),
+                               x + half * math.cos(a), y + half * math.sin(a),
+                               rng.uniform(1.0, 2.2) * s, rng.uniform(0.8, 2.0) * s, 1.0)],
+                        float(rng.uniform(-200, 30)), lungf)
+  # Small paraseptal air spaces near the pleura (no wall of a nodule around them).
+  if rng.random() < 0.25:
+    cy, cx = np.nonzero((anat.dist > 2 * s) & (anat.dist < 8 * s))
+    k = rng.integers(0, len(cx), int(rng.integers(1, 5)))
+    pa.paint_discs(img, cx[k].astype(np.float32), cy[k].astype(np.float32),
+                   rng.uniform(1.5, 4.0, len(k)) * s, -990.0, lungf)
+
+
+def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
+                  scan: scanner_lib.Scan) -> np.ndarray:
+  """One slice's object in HU: static tissues + this slice's lung detail."""
+  img = base.copy()
+  lungf = (anat.lung > 0).astype(np.float32)
+  img += _texture(rng, anat) * lungf
+  blood = anat.geo['blood'] if anat.geo['contrast'] else 40.0
+  hu = min(blood, 120.0)
+  _vessels(img, anat, rng, scan, lungf, hu)
+  _fissures(img, anat, rng, scan, lungf)
+  _confounders(img, anat, rng, scan, lungf, hu)
+  return img
