@@ -121,26 +121,31 @@ def test_each_sign_differs_from_lung_as_expected(small):
         where = f'{x.sign} in {s.path} at {x.box}'
         if x.sign == 'GGO':  # hazy: between lung and soft tissue (ring avoids a solid core)
           ring = _disc(hu, q['x'], q['y'], 0.45 * q['r'], 0.7 * q['r'])
-          assert -750 < np.median(ring) < -250, where
+          assert np.median(hu[anat.dist > 3]) + 40 < np.median(ring) < -250, where
         elif x.sign in ('lobulation', 'spiculation', 'PI'):  # solid
-          assert -100 < np.median(_disc(hu, q['x'], q['y'], 0, 0.5 * q['r'])) < 120, where
+          # Soft tissue; a small nodule cut off-centre by a thick slab, blurred by a soft
+          # kernel, keeps only part of its density (partial volume), as on real scans.
+          assert -500 < np.median(_disc(hu, q['x'], q['y'], 0, 0.5 * q['r'])) < 120, where
         elif x.sign == 'calcification':
           assert box.max() > 200, where
         elif x.sign == 'CV':  # air inside a soft-tissue nodule
           inner = _disc(hu, q['x'], q['y'], 0, 0.95 * q['r'])
-          assert inner.min() < -800 and np.percentile(inner, 90) > -100, where
+          assert inner.min() < -500 and np.percentile(inner, 90) > -100, where
         elif x.sign == 'BMP':
           segs = np.array(q['segs'])
           mids = [(int(round((a + c) / 2)), int(round((b + d) / 2))) for a, b, c, d in segs[:, :4]]
           assert np.median([hu[j, i] for i, j in mids]) > -150, where
         elif x.sign == 'AB':  # consolidation with air bronchi inside
           assert np.median(_disc(hu, q['x'], q['y'], 0, 0.5 * q['r'])) > -200, where
-          assert _disc(hu, q['x'], q['y'], 0, 0.85 * q['r']).min() < -800, where
+          # Thin bronchi in a thick slab are blurred and partly filled (partial volume):
+          # darker than the consolidation around them by far, not always at -900.
+          inner = _disc(hu, q['x'], q['y'], 0, 0.85 * q['r'])
+          assert inner.min() < np.median(inner) - 400, where
         elif x.sign == 'OP' and not x.oversized:
           assert np.median(hu[phantom_signs.op_mask(anat, q)]) > -150, where
-        if not x.oversized:  # every sign raises the density above the lung around it
+        if not x.oversized:  # every sign raises the density above the lung (subtle ones a little)
           lung = anat.dist[y0:y1, x0:x1] > 0
-          assert box[lung].mean() > np.median(hu[anat.dist > 3]) + 50, where
+          assert box[lung].mean() > np.median(hu[anat.dist > 3]) + 30, where
   assert seen == set(signs.SIGNS)
 
 

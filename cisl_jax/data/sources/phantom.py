@@ -186,7 +186,7 @@ def render_slice(seed: int, patient: PlannedPatient, planned: PlannedSlice,
   rng = np.random.default_rng([seed, 2, patient.index, planned.number])
   obj = phantom_lung.render_object(anat, base, rng, patient.scan)
   for sign in planned.signs:
-    ps.paint_sign(obj, sign.sign, sign.params, anat, rng)
+    ps.paint_sign(obj, sign.sign, sign.params, anat, rng, patient.scan)
   return phantom_scanner.image(obj, patient.scan, rng)
 
 

@@ -75,7 +75,7 @@ def crossing_vessels(rng, x, y, r, toward, scan):
   n = len(x)
   # Directions near the slab's plane are the in-plane runs drawn as trees, so cos(phi)
   # is uniform (isotropic) over the steeper ones only.
-  cos_phi = rng.uniform(0.5, 1.0, n)
+  cos_phi = rng.uniform(0.65, 1.0, n)
   sin_phi = np.sqrt(1 - cos_phi ** 2)
   half = 0.5 * scan.thickness * sin_phi / cos_phi / scan.spacing
   a = toward + rng.normal(0, 0.5, n)

@@ -1,125 +1,101 @@
-"""The nine signs of the phantom, each planned and drawn by its own morphology.
+"""The nine signs of the phantom, each planned and drawn from a shape distribution.
 
-Each sign has a planner `_plan_<sign>(rng, anat, x, y) -> (params, box) | None` that
-sizes and shapes one instance around a candidate point and returns its box (half-open
-x0, y0, x1, y1) without touching pixels, and a painter `_paint_<sign>(img, params,
-anat, rng)` that draws it into a slice in HU. Plans are plain data, so the layout of
-the whole phantom (counts, boxes) can be checked without rendering anything. Sizes
-are pixels of a 512 slice (about 0.7 mm each); looks and HU follow SIGNS.md.
+Each sign has a planner `plan(rng, anat, x, y) -> (params, box) | None` that draws one
+instance around a candidate point (shape, size, density, where the slice cuts it) and
+returns its box (half-open x0, y0, x1, y1) without touching pixels, and a painter
+`paint(img, params, anat, rng, scan)` that draws it into the slice's object in HU,
+before the scanner blurs it and adds noise. Plans are plain data, so the layout of the
+whole phantom (counts, boxes) can be checked without rendering anything.
+
+Nothing is a fixed template: contours are random harmonics and lobes, spicules vary
+in number, length and width, densities span SIGNS.md's ranges, and the slab cuts each
+nodule at a random height (`phantom_shapes.body_alpha`), so conspicuity varies from
+obvious to subtle. Signs co-occur as on real scans: some spiculated nodules are
+lobulated, some lobulated and pleural-indentation nodules carry spicules. This module
+holds the nodular signs; phantom_signs_airway the BMP, AB and OP. Sizes are in units
+of 0.7 mm times `anat.scale`; looks and HU follow SIGNS.md.
 """
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from cisl_jax.data.sources import phantom_anatomy as pa
+from cisl_jax.data.sources import phantom_scanner as scanner_lib
+from cisl_jax.data.sources import phantom_shapes as sh
+from cisl_jax.data.sources import phantom_signs_airway as airway
 
-SOFT = (20.0, 55.0)  # HU of solid nodules and consolidation
-AIR_IN = -960.0  # HU of air in cavities, vacuoles and air bronchi
-
-
-def _u(rng, lo, hi):
-  return float(rng.uniform(lo, hi))
-
-
-def _harmonics(rng, kmax, amp):
-  return [(k, _u(rng, 0, amp), _u(rng, 0, 2 * math.pi)) for k in range(2, kmax + 1)]
+u = sh.u
+op_mask = airway.op_mask
 
 
-def _box(x0, y0, x1, y1, size):
-  """Integer half-open box around a float extent, or None when it leaves the slice."""
-  box = (math.floor(x0), math.floor(y0), math.ceil(x1) + 1, math.ceil(y1) + 1)
-  if box[0] < 0 or box[1] < 0 or box[2] > size or box[3] > size:
-    return None
-  return box
+def _spicule_segs(segs, scan, rng):
+  """Spicules thinner than the slab are averaged with the lung around them."""
+  return _weighted(segs, scan, rng, 0.6)
 
 
-def _blob_box(x, y, radius, size, margin=1.5):
-  return _box(x - radius - margin, y - radius - margin, x + radius + margin, y + radius + margin, size)
+def _weighted(segs, scan, rng, lo):
+  segs = np.asarray(segs, np.float32).reshape(-1, 6)
+  w = scanner_lib.slab_contrast((segs[:, 4] + segs[:, 5]) * scan.spacing, scan.thickness)
+  return np.concatenate([segs, (w * rng.uniform(lo, 1.0, len(segs)))[:, None]], 1)
 
 
-def _around(x, y, radius):
-  """A float box of half-side `radius` around (x, y), for painting windows."""
-  return (x - radius, y - radius, x + radius, y + radius)
-
-
-def _inside(anat, x, y, clearance=0.0):
-  xi, yi = int(round(x)), int(round(y))
-  if not (0 <= xi < anat.size and 0 <= yi < anat.size):
-    return False
-  return anat.dist[yi, xi] >= clearance
-
-
-def _window(img, box, pad):
-  """Local coordinate grids and the image view around a box (plus pad)."""
-  h, w = img.shape
-  x0, y0 = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
-  x1, y1 = min(w, int(box[2] + pad)), min(h, int(box[3] + pad))
-  xs = np.arange(x0, x1, dtype=np.float32)[None, :]
-  ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-  return img[y0:y1, x0:x1], xs, ys, (slice(y0, y1), slice(x0, x1))
-
-
-def _blob_alpha(xs, ys, x, y, radius, harmonics, edge):
-  """Soft mask of a round blob whose radius wavers with the angle."""
-  dx, dy = xs - x, ys - y
-  r = np.sqrt(dx * dx + dy * dy)
-  th = np.arctan2(dy, dx)
-  rr = radius * (1 + sum(a * np.cos(k * th + p) for k, a, p in harmonics))
-  return np.clip((rr - r) / edge + 0.5, 0.0, 1.0)
-
-
-def _blend(sub, alpha, value):
-  sub += alpha * (value - sub)
-
-
-def _texture(rng, shape, amp, sigma=1.2):
-  return amp * pa.smooth_noise(rng, shape, sigma)
+def _nodule(img, p, anat, rng, scan, pad=1.3):
+  """Paints the solid body of a nodular sign: lobed or harmonic contour, cut by the slab."""
+  sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], pad * p['r']), 2)
+  if p.get('lobes'):
+    alpha = sh.lobed_alpha(xs, ys, p['x'], p['y'], p['r'], p['lobes'], scan, p['z'])
+  else:
+    alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'],
+                          p.get('edge', 1.0))
+  sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 8.0))
+  return sub, xs, ys
 
 
 # ---------------------------------------------------------------------------
-# GGO: hazy patch, vessels stay visible through it.
+# GGO: hazy patch, vessels stay visible through it; some part-solid.
 
 def _plan_ggo(rng, anat, x, y):
   s = anat.scale
-  r = _u(rng, 8, 22) * s
-  harm = _harmonics(rng, 5, 0.1)
-  ext = r * (1 + sum(a for _, a, _ in harm))
-  if not _inside(anat, x, y, 0.8 * ext + 3 * s):
+  r = u(rng, 6, 24) * s
+  harm = sh.harmonics(rng, 7, 0.14)
+  ext = sh.extent(r, harm)
+  if not sh.inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
   solid = rng.random() < 0.25
-  p = dict(x=x, y=y, r=r, harm=harm, edge=_u(rng, 2, 5) * s, hu=_u(rng, -620, -300),
-           core=_u(rng, 0.2, 0.4) * r if solid else 0.0,
-           vessel_angle=_u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2])))
-  return p, _blob_box(x, y, ext, anat.size)
+  p = dict(x=x, y=y, r=r, harm=harm, edge=u(rng, 2, 6) * s, hu=u(rng, -750, -300),
+           core=u(rng, 0.2, 0.45) * r if solid else 0.0, z=sh.cut_height(rng, r, 0.5),
+           vessel_angle=u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2, 3])))
+  return p, sh.blob_box(x, y, ext, anat.size)
 
 
-def _paint_ggo(img, p, anat, rng):
+def _paint_ggo(img, p, anat, rng, scan):
   s = anat.scale
-  # Vessels crossing the patch first, so that they show through the haze.
-  # Each enters from outside, runs through with a bend and tapers, sometimes forking.
+  # Vessels crossing the patch first, so that they show through the haze. Each enters
+  # from outside, runs through with a bend and tapers, sometimes forking.
   segs = []
   for i in range(p['n_vessels']):
-    a = p['vessel_angle'] + i * _u(rng, 1.0, 2.0)
-    off = _u(rng, -0.5, 0.5) * p['r']
+    a = p['vessel_angle'] + i * u(rng, 1.0, 2.0)
+    off = u(rng, -0.5, 0.5) * p['r']
     x, y = p['x'] - off * math.sin(a), p['y'] + off * math.cos(a)
-    half, rad = _u(rng, 0.9, 1.3) * p['r'], _u(rng, 0.8, 1.5) * s
-    xa, ya = x - half * math.cos(a), y - half * math.sin(a)
-    segs.append((xa, ya, x, y, rad, 0.8 * rad))
-    for b in ([a + _u(rng, -0.3, 0.3)] if rng.random() < 0.6 else
-              [a + _u(rng, 0.3, 0.6), a - _u(rng, 0.3, 0.6)]):
+    half, rad = u(rng, 0.9, 1.3) * p['r'], u(rng, 0.6, 1.5) * s
+    segs.append((x - half * math.cos(a), y - half * math.sin(a), x, y, rad, 0.8 * rad))
+    for b in ([a + u(rng, -0.3, 0.3)] if rng.random() < 0.6 else
+              [a + u(rng, 0.3, 0.6), a - u(rng, 0.3, 0.6)]):
       segs.append((x, y, x + half * math.cos(b), y + half * math.sin(b), 0.8 * rad, 0.4 * rad))
-  pa.paint_segments(img, segs, 45.0, (anat.lung > 0).astype(np.float32))
-  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 2 * p['r']), 2)
+  if segs:
+    pa.paint_segments(img, _weighted(segs, scan, rng, 0.7), 45.0,
+                      (anat.lung > 0).astype(np.float32))
+  sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], 2 * p['r']), 2)
   # Cloud-like: the haze's density and its edge both vary patchily.
-  alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge'])
+  alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'], p['edge'])
   alpha *= np.clip(0.8 + 0.25 * pa.smooth_noise(rng, sub.shape, 3.0 * s), 0.3, 1.0)
-  haze = p['hu'] + _texture(rng, sub.shape, 50.0, 1.5 * s)
+  haze = p['hu'] + sh.texture(rng, sub.shape, 40.0, 1.5 * s)
   # max() keeps vessels (denser than the haze) visible inside it.
   sub[...] = np.maximum(sub, sub + alpha * (haze - sub))
   if p['core']:
-    core = _blob_alpha(xs, ys, p['x'], p['y'], p['core'], _harmonics(rng, 3, 0.15), 1.0 * s)
-    _blend(sub, core, _u(rng, *SOFT))
+    core = sh.body_alpha(xs, ys, p['x'], p['y'], p['core'], sh.harmonics(rng, 4, 0.15), scan,
+                         0.0, 1.0 * s)
+    sh.blend(sub, core, u(rng, *sh.SOFT))
 
 
 # ---------------------------------------------------------------------------
@@ -127,27 +103,21 @@ def _paint_ggo(img, p, anat, rng):
 
 def _plan_lobulation(rng, anat, x, y):
   s = anat.scale
-  r = _u(rng, 8, 21) * s
-  n = int(rng.integers(5, 9))
-  lobe = r * _u(rng, 0.38, 0.52)
-  th0 = _u(rng, 0, 2 * math.pi)
-  # (angle, lobe radius, lobe centre distance): uneven lobes, unevenly spaced.
-  lobes = [(th0 + 2 * math.pi * (i + _u(rng, -0.18, 0.18)) / n, lobe * _u(rng, 0.75, 1.25),
-            (r - lobe) * _u(rng, 0.85, 1.1)) for i in range(n)]
-  ext = max(d + rl for _, rl, d in lobes)
-  if not _inside(anat, x, y, ext + 3 * s):
+  r = u(rng, 7, 21) * s
+  lobe_list = sh.lobes(rng, r, int(rng.integers(3, 10)), u(rng, 0.28, 0.5))
+  ext = max(d + rl for _, rl, d in lobe_list)
+  if not sh.inside(anat, x, y, ext + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, lobe=lobe, lobes=lobes, hu=_u(rng, *SOFT))
-  return p, _blob_box(x, y, ext, anat.size)
+  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.45))
+  if rng.random() < 0.25:  # lobulated and (finely) spiculated, as malignant nodules are
+    p['segs'] = sh.spicules(rng, x, y, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
+  return p, sh.blob_box(x, y, ext + (10 * s if 'segs' in p else 0), anat.size)
 
 
-def _paint_lobulation(img, p, anat, rng):
-  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
-  alpha = _blob_alpha(xs, ys, p['x'], p['y'], p['r'] - 0.9 * p['lobe'], (), 1.0)
-  for th, rl, d in p['lobes']:
-    alpha = np.maximum(alpha, _blob_alpha(xs, ys, p['x'] + d * math.cos(th),
-                                          p['y'] + d * math.sin(th), rl, (), 1.0))
-  _blend(sub, alpha, p['hu'] + _texture(rng, sub.shape, 8.0))
+def _paint_lobulation(img, p, anat, rng, scan):
+  if p.get('segs'):
+    pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'])
+  _nodule(img, p, anat, rng, scan)
 
 
 # ---------------------------------------------------------------------------
@@ -156,34 +126,34 @@ def _paint_lobulation(img, p, anat, rng):
 def _plan_calcification(rng, anat, x, y):
   s = anat.scale
   kind = str(rng.choice(['dense', 'dense', 'central', 'rings', 'diffuse', 'popcorn']))
-  r = (_u(rng, 2.5, 7) if kind == 'dense' else _u(rng, 5, 11)) * s
-  if not _inside(anat, x, y, r + 3 * s):
+  r = (u(rng, 2.5, 7) if kind == 'dense' else u(rng, 5, 12)) * s
+  if not sh.inside(anat, x, y, r + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, kind=kind, hu=_u(rng, *SOFT), calc=_u(rng, 350, 1000),
-           harm=_harmonics(rng, 3, 0.08))
-  return p, _blob_box(x, y, r * 1.16, anat.size)
+  p = dict(x=x, y=y, r=r, kind=kind, hu=u(rng, *sh.SOFT), calc=u(rng, 300, 1000),
+           harm=sh.harmonics(rng, 4, 0.1), z=sh.cut_height(rng, r, 0.3))
+  return p, sh.blob_box(x, y, r * 1.2, anat.size)
 
 
-def _paint_calcification(img, p, anat, rng):
+def _paint_calcification(img, p, anat, rng, scan):
   s = anat.scale
   x, y, r = p['x'], p['y'], p['r']
-  sub, xs, ys, _ = _window(img, _around(x, y, 1.3 * r), 2)
-  _blend(sub, _blob_alpha(xs, ys, x, y, r, p['harm'], 0.7),
-         p['calc'] if p['kind'] == 'dense' else p['hu'])
+  sub, xs, ys, _ = sh.window(img, sh.around(x, y, 1.3 * r), 2)
+  sh.blend(sub, sh.body_alpha(xs, ys, x, y, r, p['harm'], scan, p['z']),
+           p['calc'] if p['kind'] == 'dense' else p['hu'])
   if p['kind'] == 'central':
     pa.paint_discs(img, x, y, max(1.5 * s, 0.45 * r), p['calc'])
   elif p['kind'] == 'rings':
     d = np.sqrt((xs - x) ** 2 + (ys - y) ** 2)
     for rr in (0.45 * r, 0.85 * r):
-      _blend(sub, np.clip(1.0 * s - np.abs(d - rr) + 0.5, 0, 1), p['calc'])
+      sh.blend(sub, np.clip(1.0 * s - np.abs(d - rr) + 0.5, 0, 1), p['calc'])
   elif p['kind'] == 'diffuse':
-    _blend(sub, _blob_alpha(xs, ys, x, y, 0.9 * r, p['harm'], 1.0),
-           p['calc'] + _texture(rng, sub.shape, 80.0))
+    sh.blend(sub, sh.blob_alpha(xs, ys, x, y, 0.9 * r, p['harm'], 1.0),
+             p['calc'] + sh.texture(rng, sub.shape, 80.0))
   else:  # popcorn: several dense clumps
-    n = int(rng.integers(4, 8))
+    n = int(rng.integers(3, 8))
     ang, rad = rng.uniform(0, 2 * math.pi, n), rng.uniform(0, 0.6 * r, n)
     pa.paint_discs(img, x + rad * np.cos(ang), y + rad * np.sin(ang),
-                   rng.uniform(1.2, 2.6, n) * s, p['calc'])
+                   rng.uniform(1.0, 2.6, n) * s, p['calc'])
 
 
 # ---------------------------------------------------------------------------
@@ -193,71 +163,58 @@ def _plan_cv(rng, anat, x, y):
   s = anat.scale
   cavity = rng.random() < 0.6
   if cavity:
-    r = (_u(rng, 33, 46) if rng.random() < 0.15 else _u(rng, 9, 28)) * s
+    r = (u(rng, 33, 46) if rng.random() < 0.15 else u(rng, 9, 28)) * s
   else:
-    r = _u(rng, 7, 18) * s
-  harm = _harmonics(rng, 4, 0.08)
-  ext = r * (1 + sum(a for _, a, _ in harm))
-  if not _inside(anat, x, y, ext + 2 * s):
+    r = u(rng, 7, 18) * s
+  harm = sh.harmonics(rng, 6, 0.12)
+  ext = sh.extent(r, harm)
+  if not sh.inside(anat, x, y, ext + 2 * s):
     return None
-  p = dict(x=x, y=y, r=r, harm=harm, hu=_u(rng, *SOFT), cavity=cavity)
+  p = dict(x=x, y=y, r=r, harm=harm, hu=u(rng, *sh.SOFT), cavity=cavity,
+           z=sh.cut_height(rng, r, 0.3))
   if cavity:
-    rin = r * _u(rng, 0.4, 0.72)
-    off, ang = (r - rin) * _u(rng, 0.1, 0.7), _u(rng, 0, 2 * math.pi)
+    rin = r * u(rng, 0.3, 0.85)  # from thick-walled to thin-walled cavities
+    off, ang = (r - rin) * u(rng, 0.1, 0.8), u(rng, 0, 2 * math.pi)
     p.update(rin=rin, cx=x + off * math.cos(ang), cy=y + off * math.sin(ang),
-             inner_harm=_harmonics(rng, 4, 0.12))
+             inner_harm=sh.harmonics(rng, 6, 0.2))
   else:
     n = int(rng.integers(1, 5))
     ang, rad = rng.uniform(0, 2 * math.pi, n), rng.uniform(0, 0.55 * r, n)
     p.update(bx=(x + rad * np.cos(ang)).tolist(), by=(y + rad * np.sin(ang)).tolist(),
-             br=(rng.uniform(1.7, 3.5, n) * s).tolist())
-  return p, _blob_box(x, y, ext, anat.size)
+             br=(rng.uniform(1.2, 3.5, n) * s).tolist())
+  return p, sh.blob_box(x, y, ext, anat.size)
 
 
-def _paint_cv(img, p, anat, rng):
-  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.4 * p['r']), 2)
-  _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
-         p['hu'] + _texture(rng, sub.shape, 6.0))
+def _paint_cv(img, p, anat, rng, scan):
+  sub, xs, ys = _nodule(img, p, anat, rng, scan, pad=1.4)
   if p['cavity']:
-    _blend(sub, _blob_alpha(xs, ys, p['cx'], p['cy'], p['rin'], p['inner_harm'], 1.0), AIR_IN)
+    sh.blend(sub, sh.blob_alpha(xs, ys, p['cx'], p['cy'], p['rin'], p['inner_harm'], 1.0),
+             sh.AIR_IN)
   else:
-    pa.paint_discs(img, p['bx'], p['by'], p['br'], AIR_IN)
+    pa.paint_discs(img, p['bx'], p['by'], p['br'], sh.AIR_IN)
 
 
 # ---------------------------------------------------------------------------
-# Spiculation: nodule with thin strands radiating from its margin (sunburst).
-
-def _spicules(rng, x, y, r, n, s):
-  """Each spicule: two tapering segments with a slight bend."""
-  segs = []
-  for th in np.sort(rng.uniform(0, 2 * math.pi, n)):
-    length = _u(rng, 6, 22) * s
-    root = _u(rng, 0.9, 1.5) * s
-    x0, y0 = x + 0.8 * r * math.cos(th), y + 0.8 * r * math.sin(th)
-    bend = th + _u(rng, -0.25, 0.25)
-    xm, ym = x0 + 0.5 * length * math.cos(th), y0 + 0.5 * length * math.sin(th)
-    x1, y1 = xm + 0.5 * length * math.cos(bend), ym + 0.5 * length * math.sin(bend)
-    segs += [(x0, y0, xm, ym, root, 0.7 * root), (xm, ym, x1, y1, 0.7 * root, 0.35 * s)]
-  return segs
-
+# Spiculation: nodule with strands radiating from its margin (sunburst).
 
 def _plan_spiculation(rng, anat, x, y):
   s = anat.scale
-  r = _u(rng, 6, 15) * s
-  segs = _spicules(rng, x, y, r, int(rng.integers(8, 18)), s)
+  r = u(rng, 5, 15) * s
+  segs = sh.spicules(rng, x, y, r, int(rng.integers(3, 21)), s)
   pts = np.array(segs)[:, [0, 1, 2, 3]].reshape(-1, 2)
-  if not _inside(anat, x, y, r + 3 * s) or not all(_inside(anat, a, b, 2 * s) for a, b in pts):
+  if not sh.inside(anat, x, y, r + 3 * s) or not all(sh.inside(anat, a, b, 2 * s) for a, b in pts):
     return None
-  p = dict(x=x, y=y, r=r, harm=_harmonics(rng, 5, 0.08), segs=segs, hu=_u(rng, *SOFT))
-  return p, _box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
-                 max(pts[:, 0].max(), x + r) + 1, max(pts[:, 1].max(), y + r) + 1, anat.size)
+  p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.12), segs=segs, hu=u(rng, *sh.SOFT),
+           z=sh.cut_height(rng, r, 0.4))
+  if rng.random() < 0.4:  # also lobulated
+    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.28, 0.45))
+  return p, sh.box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
+                   max(pts[:, 0].max(), x + r) + 1, max(pts[:, 1].max(), y + r) + 1, anat.size)
 
 
-def _paint_spiculation(img, p, anat, rng):
-  pa.paint_segments(img, p['segs'], p['hu'])
-  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
-  _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
-         p['hu'] + _texture(rng, sub.shape, 6.0))
+def _paint_spiculation(img, p, anat, rng, scan):
+  pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'])
+  _nodule(img, p, anat, rng, scan)
 
 
 # ---------------------------------------------------------------------------
@@ -275,181 +232,53 @@ def _plan_pi(rng, anat, x, y):
   if n < 1e-3:
     return None
   nx, ny = nx / n, ny / n
-  r = _u(rng, 7, 16) * s
-  gap = _u(rng, 6, 20) * s
+  r = u(rng, 7, 16) * s
+  gap = u(rng, 5, 22) * s
   cx, cy = x + (r + gap) * nx, y + (r + gap) * ny
-  if not _inside(anat, cx, cy, r + 1.5 * s):
+  if not sh.inside(anat, cx, cy, r + 1.5 * s):
     return None
   tags, notches = [], []
-  n_tags = int(rng.integers(1, 3))
+  n_tags = int(rng.choice([1, 1, 2, 3]))
   for i in range(n_tags):
-    t = (_u(rng, -0.3, 0.3) if n_tags == 1 else (i - 0.5) * _u(rng, 0.6, 1.4)) * r
+    t = (u(rng, -0.3, 0.3) if n_tags == 1 else (i - 0.5 * (n_tags - 1)) * u(rng, 0.5, 1.2)) * r
     px, py = x + t * ny, y - t * nx  # where the strand meets the pleura
-    depth, k = _u(rng, 2.5, 6) * s, _u(rng, 4, 7) * s
+    depth, k = u(rng, 1.5, 6) * s, u(rng, 3, 7) * s
     # The pleura pulled in: a rounded notch of chest-wall tissue bulging into the lung.
     notches.append((px - k * nx, py - k * ny, k + depth))
     tags.append((px + depth * nx, py + depth * ny, cx + 0.3 * t * ny, cy - 0.3 * t * nx,
-                 _u(rng, 1.6, 3.2) * s, _u(rng, 0.6, 1.1) * s))
-  p = dict(x=cx, y=cy, r=r, harm=_harmonics(rng, 4, 0.1), tags=tags, notches=notches,
-           hu=_u(rng, *SOFT))
-  pts = np.array([(a[0], a[1]) for a in tags] + [(cx - r, cy - r), (cx + r, cy + r)] +
+                 u(rng, 1.0, 3.2) * s, u(rng, 0.4, 1.1) * s))
+  p = dict(x=cx, y=cy, r=r, harm=sh.harmonics(rng, 6, 0.12), tags=tags, notches=notches,
+           hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.4))
+  if rng.random() < 0.35:  # PI with spiculation, as they often come together
+    p['segs'] = sh.spicules(rng, cx, cy, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
+  if rng.random() < 0.25:
+    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.28, 0.45))
+  ext = r + (10 * s if 'segs' in p else 0)
+  pts = np.array([(a[0], a[1]) for a in tags] + [(cx - ext, cy - ext), (cx + ext, cy + ext)] +
                  [(a + c * nx, b + c * ny) for a, b, c in notches])
-  return p, _box(pts[:, 0].min() - 1, pts[:, 1].min() - 1, pts[:, 0].max() + 1,
-                 pts[:, 1].max() + 1, anat.size)
+  return p, sh.box(pts[:, 0].min() - 1, pts[:, 1].min() - 1, pts[:, 0].max() + 1,
+                   pts[:, 1].max() + 1, anat.size)
 
 
-def _paint_pi(img, p, anat, rng):
+def _paint_pi(img, p, anat, rng, scan):
   # A triangular tag, broad at the pleura, pulls the pleura in: a notch in the lung.
+  lungf = (anat.lung > 0).astype(np.float32)
   nx, ny, nr = np.array(p['notches']).T
-  pa.paint_discs(img, nx, ny, nr, pa.MUSCLE, (anat.lung > 0).astype(np.float32))
-  pa.paint_segments(img, p['tags'], p['hu'])
-  sub, xs, ys, _ = _window(img, _around(p['x'], p['y'], 1.3 * p['r']), 2)
-  _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], 1.0),
-         p['hu'] + _texture(rng, sub.shape, 6.0))
-
-
-# ---------------------------------------------------------------------------
-# BMP: V/Y-shaped tubular opacities filling bronchi, pointing away from the hilum.
-
-def _plan_bmp(rng, anat, x, y):
-  s = anat.scale
-  hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
-  a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.3)
-  w = _u(rng, 2.0, 4.5) * s
-  long = rng.random() < 0.2  # some plugs run far out along the airways
-  trunk = (_u(rng, 32, 48) if long else _u(rng, 0, 16)) * s
-  x1, y1 = x + trunk * math.cos(a), y + trunk * math.sin(a)
-  segs = [(x, y, x1, y1, w, 0.95 * w)] if trunk > 0 else []
-  for side in (-1, 1):
-    b = a + side * _u(rng, 0.4, 0.8)
-    length = (_u(rng, 26, 36) if long else _u(rng, 10, 28)) * s
-    xm, ym = x1 + 0.5 * length * math.cos(b), y1 + 0.5 * length * math.sin(b)
-    b += _u(rng, -0.25, 0.25)
-    tip = w * _u(rng, 0.9, 1.25)  # plugged bronchi are dilated and blunt at the end
-    segs += [(x1, y1, xm, ym, 0.9 * w, 0.5 * (0.9 * w + tip)),
-             (xm, ym, xm + 0.5 * length * math.cos(b), ym + 0.5 * length * math.sin(b),
-              0.5 * (0.9 * w + tip), tip)]
-  segs = np.array(segs)
-  pts = segs[:, :4].reshape(-1, 2)
-  w = float(segs[:, 4:].max())
-  if not all(_inside(anat, px, py, w + 3 * s) for px, py in pts):
-    return None
-  p = dict(segs=segs.tolist(), hu=_u(rng, 10, 55), w=w)
-  return p, _box(pts[:, 0].min() - w - 1, pts[:, 1].min() - w - 1,
-                 pts[:, 0].max() + w + 1, pts[:, 1].max() + w + 1, anat.size)
-
-
-def _paint_bmp(img, p, anat, rng):
-  wall = np.array(p['segs'])
-  wall[:, 4:] += 0.9 * anat.scale
-  pa.paint_segments(img, wall, p['hu'] + 25)  # thickened bronchial wall, a bit denser
-  pa.paint_segments(img, p['segs'], p['hu'])
-
-
-# ---------------------------------------------------------------------------
-# AB: consolidation with dark branching air-filled bronchi inside.
-
-def _plan_ab(rng, anat, x, y):
-  s = anat.scale
-  r = _u(rng, 14, 44) * s
-  harm = _harmonics(rng, 6, 0.1)
-  ext = r * (1 + sum(a for _, a, _ in harm))
-  if not _inside(anat, x, y, 0.75 * ext):
-    return None
-  hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
-  a = math.atan2(y - hy, x - hx)
-  p = dict(x=x, y=y, r=r, harm=harm, hu=_u(rng, 20, 50), angle=a + rng.normal(0, 0.3),
-           edge=_u(rng, 1.5, 4) * s)
-  return p, _blob_box(x, y, ext, anat.size)
-
-
-def _paint_ab(img, p, anat, rng):
-  s = anat.scale
-  sub, xs, ys, idx = _window(img, _around(p['x'], p['y'], 1.5 * p['r']), 2)
-  lung = (anat.lung[idx] > 0).astype(np.float32)
-  _blend(sub, _blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge']) * lung,
-         p['hu'] + _texture(rng, sub.shape, 6.0))
-  # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
-  a = p['angle']
-  x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
-  size = p['r'] / (25 * s)  # fewer, thinner bronchi in a small consolidation
-  tree = pa.vessel_tree(rng, anat, x0, y0, a, _u(rng, 1.3, 2.6) * s * min(1.0, 0.5 + size),
-                        max_segments=int(rng.integers(4, 12) * size) + 3, bounded=False)
-  if rng.random() < 0.5:  # a second bronchus entering beside the first
-    b = a + _u(rng, 0.4, 0.8) * rng.choice([-1, 1])
-    tree += pa.vessel_tree(rng, anat, x0, y0, b, _u(rng, 1.4, 2.2) * s,
-                           max_segments=int(rng.integers(3, 8)), bounded=False)
-  inner = np.zeros_like(img)
-  inner[idx] = _blob_alpha(xs, ys, p['x'], p['y'], 0.85 * p['r'], p['harm'], 1.0) * lung
-  pa.paint_segments(img, tree, AIR_IN, inner)
-
-
-# ---------------------------------------------------------------------------
-# OP: large wedge of consolidation, apex to the hilum, behind a central mass.
-
-def op_mask(anat, p):
-  """The wedge: lung pixels within the sector from the apex (and radius limit)."""
-  xx, yy = pa.grid(anat.size)
-  dx, dy = xx - p['ax'], yy - p['ay']
-  d = np.arctan2(dy, dx) - p['angle']
-  d = (d + math.pi) % (2 * math.pi) - math.pi
-  r = np.sqrt(dx * dx + dy * dy)
-  # Straight border on one side (a fissure); the other bulges and wavers.
-  other = p['half'] * (1 + p['bulge'] * np.sin(math.pi * np.clip(r / p['reach'], 0, 1))
-                       + 0.08 * np.sin(r / (12 * anat.scale) + p['phase']))
-  inside = np.where(d * p['side'] > 0, np.abs(d) < p['half'], np.abs(d) < other)
-  return (anat.lung == p['lung']) & inside & (r < p['reach'])
-
-
-def _plan_op(rng, anat, x, y, oversized=False):
-  """(x, y) is a hilum; the wedge opens into that hilum's lung."""
-  s = anat.scale
-  lung = 1 if x < anat.geo['cx'] else 2
-  mx, my = anat.centroids[lung - 1]
-  apex = 10 * s
-  base = math.atan2(my - y, mx - x)
-  ax, ay = x + apex * math.cos(base), y + apex * math.sin(base)
-  p = dict(ax=ax, ay=ay, lung=lung, angle=base + (0 if oversized else rng.normal(0, 0.5)),
-           half=math.pi if oversized else _u(rng, 0.25, 0.6),
-           reach=1e6 if oversized else _u(rng, 70, 210) * s, hu=_u(rng, 20, 50),
-           mass=_u(rng, 9, 17) * s, side=float(rng.choice([-1, 1])),
-           bulge=0.0 if oversized else _u(rng, 0.1, 0.5), phase=_u(rng, 0, 2 * math.pi))
-  mask = op_mask(anat, p)
-  if mask.sum() < (400 * s * s):
-    return None
-  ys, xs = np.nonzero(mask)
-  box = _box(min(xs.min(), ax - p['mass']), min(ys.min(), ay - p['mass']),
-             max(xs.max(), ax + p['mass']), max(ys.max(), ay + p['mass']), anat.size)
-  if oversized:
-    # A loose box around the whole chest, as a hurried reader might draw: the
-    # patch rule drops it (over half the slice in width and height).
-    x0, y0, x1, y1 = anat.body_box
-    w, h = max(x1 - x0, int(0.8 * anat.size)), max(y1 - y0, int(0.7 * anat.size))
-    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-    box = (max(0, cx - w // 2), max(0, cy - h // 2), min(anat.size, cx + w // 2),
-           min(anat.size, cy + h // 2))
-  return p, box
-
-
-def _paint_op(img, p, anat, rng):
-  s = anat.scale
-  alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), 1.2 * s)
-  alpha *= (anat.lung > 0)
-  # Consolidation is not perfectly even: a faint, smooth mottle.
-  img += alpha * (p['hu'] + _texture(rng, img.shape, 10.0, 3.0 * s) - img)
-  sub, xs, ys, _ = _window(img, _around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
-  _blend(sub, _blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], _harmonics(rng, 4, 0.1), 1.0),
-         p['hu'] + 10)
+  pa.paint_discs(img, nx, ny, nr, pa.MUSCLE, lungf)
+  pa.paint_segments(img, _weighted(p['tags'], scan, rng, 0.8), p['hu'])
+  if p.get('segs'):
+    pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'], lungf)
+  _nodule(img, p, anat, rng, scan)
 
 
 PLANNERS = {'GGO': _plan_ggo, 'lobulation': _plan_lobulation,
             'calcification': _plan_calcification, 'CV': _plan_cv,
-            'spiculation': _plan_spiculation, 'PI': _plan_pi, 'BMP': _plan_bmp,
-            'AB': _plan_ab, 'OP': _plan_op}
+            'spiculation': _plan_spiculation, 'PI': _plan_pi, 'BMP': airway.plan_bmp,
+            'AB': airway.plan_ab, 'OP': airway.plan_op}
 PAINTERS = {'GGO': _paint_ggo, 'lobulation': _paint_lobulation,
             'calcification': _paint_calcification, 'CV': _paint_cv,
-            'spiculation': _paint_spiculation, 'PI': _paint_pi, 'BMP': _paint_bmp,
-            'AB': _paint_ab, 'OP': _paint_op}
+            'spiculation': _paint_spiculation, 'PI': _paint_pi, 'BMP': airway.paint_bmp,
+            'AB': airway.paint_ab, 'OP': airway.paint_op}
 
 
 def candidates(sign: str, anat, rng, n: int):
@@ -468,7 +297,7 @@ def plan_sign(sign, anat, rng, taken, oversized=False, tries=60):
   """Plans one instance of `sign` whose box overlaps none of `taken`; None if no room."""
   margin = 6 * anat.scale
   for x, y in candidates(sign, anat, rng, tries):
-    out = (_plan_op(rng, anat, x, y, True) if oversized
+    out = (airway.plan_op(rng, anat, x, y, True) if oversized
            else PLANNERS[sign](rng, anat, x, y))
     if out is None or out[1] is None:
       continue
@@ -479,5 +308,6 @@ def plan_sign(sign, anat, rng, taken, oversized=False, tries=60):
   return None
 
 
-def paint_sign(img, sign, params, anat, rng):
-  PAINTERS[sign](img, params, anat, rng)
+def paint_sign(img, sign, params, anat, rng, scan):
+  """Draws one planned sign into the slice's object (HU, in place)."""
+  PAINTERS[sign](img, params, anat, rng, scan)

@@ -1,0 +1,182 @@
+"""The phantom's airway and consolidation signs: BMP, AB and OP (see phantom_signs).
+
+Planners `plan_<sign>(rng, anat, x, y) -> (params, box) | None` and painters
+`paint_<sign>(img, params, anat, rng, scan)`, as in phantom_signs; sizes are in units
+of 0.7 mm times `anat.scale`; looks and HU follow SIGNS.md.
+"""
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from cisl_jax.data.sources import phantom_anatomy as pa
+from cisl_jax.data.sources import phantom_scanner as scanner_lib
+from cisl_jax.data.sources import phantom_shapes as sh
+
+
+# ---------------------------------------------------------------------------
+# BMP: tubular branching opacities filling dilated bronchi, away from the hilum.
+
+def _plug_tree(rng, x, y, a, w, s, generations, long):
+  """Segments of a plugged bronchial tree: forks (V/Y), bends, blunt dilated tips."""
+  segs, stack = [], [(x, y, a, w, 0)]
+  while stack:
+    x, y, a, w, g = stack.pop()
+    length = (sh.u(rng, 18, 30) if long else sh.u(rng, 7, 20)) * s
+    pts = [(x, y)]
+    for _ in range(2):  # two pieces with a slight bend: bronchi are not straight
+      a += rng.normal(0, 0.2)
+      x, y = x + 0.5 * length * math.cos(a), y + 0.5 * length * math.sin(a)
+      pts.append((x, y))
+    w2 = w * sh.u(rng, 0.8, 1.05)
+    segs += [(*pts[0], *pts[1], w, 0.5 * (w + w2)), (*pts[1], *pts[2], 0.5 * (w + w2), w2)]
+    if g < generations:
+      k = 2 if rng.random() < 0.8 else 3
+      for j in range(k):
+        stack.append((x, y, a + (j - 0.5 * (k - 1)) * sh.u(rng, 0.5, 0.9), w2 * sh.u(rng, 0.75, 0.95),
+                      g + 1))
+    else:
+      segs.append((x, y, x, y, w2 * sh.u(rng, 1.0, 1.3), w2 * sh.u(rng, 1.0, 1.3)))  # blunt tip
+  return segs
+
+
+def plan_bmp(rng, anat, x, y):
+  s = anat.scale
+  hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
+  a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.3)
+  w = sh.u(rng, 1.8, 4.5) * s
+  long = rng.random() < 0.2  # some plugs run far out along the airways
+  segs = _plug_tree(rng, x, y, a, w, s, int(rng.choice([0, 1, 1, 1, 2])), long)
+  # Plugged bronchi cut across beside the tree: round plugs inside a thin ring.
+  rings = []
+  for _ in range(int(rng.choice([0, 0, 1, 2]))):
+    t = rng.integers(len(segs))
+    ang = sh.u(rng, 0, 2 * math.pi)
+    d = sh.u(rng, 3, 8) * s + w
+    rings.append((segs[t][2] + d * math.cos(ang), segs[t][3] + d * math.sin(ang),
+                  w * sh.u(rng, 0.6, 1.0)))
+  segs = np.array(segs)
+  pts = np.concatenate([segs[:, :4].reshape(-1, 2), np.array(rings).reshape(-1, 3)[:, :2]])
+  w = float(segs[:, 4:].max())
+  if not all(sh.inside(anat, px, py, w + 3 * s) for px, py in pts):
+    return None
+  p = dict(segs=segs.tolist(), rings=rings, hu=sh.u(rng, 5, 60), w=w)
+  return p, sh.box(pts[:, 0].min() - w - 1, pts[:, 1].min() - w - 1,
+                   pts[:, 0].max() + w + 1, pts[:, 1].max() + w + 1, anat.size)
+
+
+def paint_bmp(img, p, anat, rng, scan):
+  s = anat.scale
+  segs = np.array(p['segs'], np.float32)
+  weight = scanner_lib.slab_contrast(2 * segs[:, 4] * scan.spacing, scan.thickness)
+  wall = segs.copy()
+  wall[:, 4:] += sh.u(rng, 0.5, 1.2) * s
+  wall_hu = p['hu'] + sh.u(rng, 0, 30)  # thickened bronchial wall, a bit denser
+  pa.paint_segments(img, np.concatenate([wall, weight[:, None]], 1), wall_hu)
+  pa.paint_segments(img, np.concatenate([segs, weight[:, None]], 1), p['hu'])
+  for x, y, r in p['rings']:
+    pa.paint_discs(img, x, y, r + 0.9 * s, wall_hu)
+    pa.paint_discs(img, x, y, r + 0.3 * s, -900.0)  # a rim of air around the plug
+    pa.paint_discs(img, x, y, r * 0.8, p['hu'])
+
+
+# ---------------------------------------------------------------------------
+# AB: consolidation with dark branching air-filled bronchi inside.
+
+def plan_ab(rng, anat, x, y):
+  s = anat.scale
+  r = sh.u(rng, 14, 44) * s
+  harm = sh.harmonics(rng, 8, 0.22)
+  ext = sh.extent(r, harm)
+  if not sh.inside(anat, x, y, 0.75 * ext):
+    return None
+  hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
+  a = math.atan2(y - hy, x - hx)
+  p = dict(x=x, y=y, r=r, harm=harm, hu=sh.u(rng, 15, 55), angle=a + rng.normal(0, 0.3),
+           edge=sh.u(rng, 2, 7) * s, halo=sh.u(rng, 0, 0.35), halo_hu=sh.u(rng, -650, -350))
+  return p, sh.blob_box(x, y, ext, anat.size)
+
+
+def paint_ab(img, p, anat, rng, scan):
+  s = anat.scale
+  sub, xs, ys, idx = sh.window(img, sh.around(p['x'], p['y'], 1.6 * p['r']), 2)
+  lung = (anat.lung[idx] > 0).astype(np.float32)
+  if p['halo']:  # consolidation fading into ground glass at its margin
+    halo = sh.blob_alpha(xs, ys, p['x'], p['y'], p['r'] * (1 + p['halo']), p['harm'], 3 * p['edge'])
+    sh.blend(sub, halo * lung * 0.8, p['halo_hu'])
+  alpha = sh.blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge']) * lung
+  sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 15.0, 3.0 * s))
+  # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
+  a = p['angle']
+  x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
+  size = p['r'] / (25 * s)  # fewer, thinner bronchi in a small consolidation
+  tree = pa.vessel_tree(rng, anat, x0, y0, a, sh.u(rng, 1.1, 2.6) * s * min(1.0, 0.5 + size),
+                        max_segments=int(rng.integers(3, 12) * size) + 2, bounded=False)
+  if rng.random() < 0.5:  # a second bronchus entering beside the first
+    b = a + sh.u(rng, 0.4, 0.8) * rng.choice([-1, 1])
+    tree += pa.vessel_tree(rng, anat, x0, y0, b, sh.u(rng, 1.0, 2.2) * s,
+                           max_segments=int(rng.integers(2, 8)), bounded=False)
+  tree = np.array(tree, np.float32).reshape(-1, 6)
+  weight = scanner_lib.slab_contrast(2 * tree[:, 4] * scan.spacing, scan.thickness)
+  inner = np.zeros_like(img)
+  inner[idx] = sh.blob_alpha(xs, ys, p['x'], p['y'], 0.85 * p['r'], p['harm'], 1.0) * lung
+  pa.paint_segments(img, np.concatenate([tree, weight[:, None] * rng.uniform(0.7, 1, (len(tree), 1))], 1),
+                    sh.AIR_IN, inner)
+
+
+# ---------------------------------------------------------------------------
+# OP: large wedge of consolidation, apex to the hilum, behind a central mass.
+
+def op_mask(anat, p):
+  """The wedge: lung pixels within the sector from the apex (and radius limit)."""
+  xx, yy = pa.grid(anat.size)
+  dx, dy = xx - p['ax'], yy - p['ay']
+  d = np.arctan2(dy, dx) - p['angle']
+  d = (d + math.pi) % (2 * math.pi) - math.pi
+  r = np.sqrt(dx * dx + dy * dy)
+  # Straight border on one side (a fissure); the other bulges and wavers.
+  other = p['half'] * (1 + p['bulge'] * np.sin(math.pi * np.clip(r / p['reach'], 0, 1))
+                       + 0.08 * np.sin(r / (12 * anat.scale) + p['phase']))
+  inside = np.where(d * p['side'] > 0, np.abs(d) < p['half'], np.abs(d) < other)
+  return (anat.lung == p['lung']) & inside & (r < p['reach'])
+
+
+def plan_op(rng, anat, x, y, oversized=False):
+  """(x, y) is a hilum; the wedge opens into that hilum's lung."""
+  s = anat.scale
+  lung = 1 if x < anat.geo['cx'] else 2
+  mx, my = anat.centroids[lung - 1]
+  apex = 10 * s
+  base = math.atan2(my - y, mx - x)
+  ax, ay = x + apex * math.cos(base), y + apex * math.sin(base)
+  p = dict(ax=ax, ay=ay, lung=lung, angle=base + (0 if oversized else rng.normal(0, 0.5)),
+           half=math.pi if oversized else sh.u(rng, 0.25, 0.6),
+           reach=1e6 if oversized else sh.u(rng, 70, 210) * s, hu=sh.u(rng, 20, 50),
+           mass=sh.u(rng, 9, 17) * s, side=float(rng.choice([-1, 1])),
+           bulge=0.0 if oversized else sh.u(rng, 0.1, 0.5), phase=sh.u(rng, 0, 2 * math.pi))
+  mask = op_mask(anat, p)
+  if mask.sum() < (400 * s * s):
+    return None
+  ys, xs = np.nonzero(mask)
+  box = sh.box(min(xs.min(), ax - p['mass']), min(ys.min(), ay - p['mass']),
+             max(xs.max(), ax + p['mass']), max(ys.max(), ay + p['mass']), anat.size)
+  if oversized:
+    # A loose box around the whole chest, as a hurried reader might draw: the
+    # patch rule drops it (over half the slice in width and height).
+    x0, y0, x1, y1 = anat.body_box
+    w, h = max(x1 - x0, int(0.8 * anat.size)), max(y1 - y0, int(0.7 * anat.size))
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    box = (max(0, cx - w // 2), max(0, cy - h // 2), min(anat.size, cx + w // 2),
+           min(anat.size, cy + h // 2))
+  return p, box
+
+
+def paint_op(img, p, anat, rng, scan):  # pylint: disable=unused-argument
+  s = anat.scale
+  alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), sh.u(rng, 1.2, 3.5) * s)
+  alpha *= (anat.lung > 0)
+  # Consolidation is not perfectly even: a smooth mottle.
+  img += alpha * (p['hu'] + sh.texture(rng, img.shape, 18.0, 3.0 * s) - img)
+  sub, xs, ys, _ = sh.window(img, sh.around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
+  sh.blend(sub, sh.blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], sh.harmonics(rng, 4, 0.1), 1.0),
+         p['hu'] + 10)
