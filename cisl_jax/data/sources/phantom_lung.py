@@ -121,7 +121,7 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   dr = (0.5 + 3.0 * np.exp(-d_hil / (70 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
   pa.paint_segments(img, crossing_vessels(rng, dx, dy, dr, toward, scan), hu, lungf)
   # Bronchi cut across beside the larger crossing arteries: rings with air inside.
-  big = np.flatnonzero(dr > 1.5 * s)[:25]
+  big = np.flatnonzero(dr > 1.5 * s)[:int(rng.integers(4, 14))]
   ang = rng.uniform(0, 2 * math.pi, len(big))
   rb = dr[big] * rng.uniform(0.7, 1.0, len(big))
   bx = dx[big] + (dr[big] + rb + 1.5 * s) * np.cos(ang)
@@ -165,19 +165,33 @@ def _confounders(img, anat, rng, scan, lungf, hu):
   def spot():
     i = rng.integers(len(xs))
     return float(xs[i]), float(ys[i])
-  # Vessel knots: a vessel bifurcating or bending across the slab looks like a nodule.
-  for _ in range(rng.poisson(1.5)):
+  # Vessel knots: a vessel bifurcating or bending across the slab looks like a nodule,
+  # its branches like strands leaving it.
+  for _ in range(rng.poisson(2.5)):
     x, y = spot()
-    r = rng.uniform(2.0, 4.5) * s
+    r = rng.uniform(2.0, 6.0) * s
     a = rng.uniform(0, 2 * math.pi)
-    arms = [(x, y, x + 12 * s * math.cos(a + t), y + 12 * s * math.sin(a + t), 0.7 * r,
-             0.35 * r, 1.0) for t in (0.0, rng.uniform(0.5, 1.0), math.pi + rng.uniform(-0.3, 0.3))]
+    turns = [0.0, math.pi + rng.uniform(-0.4, 0.4)] + list(rng.uniform(0.4, 2.6, rng.integers(1, 3)))
+    arms = [(x, y, x + rng.uniform(8, 16) * s * math.cos(a + t),
+             y + rng.uniform(8, 16) * s * math.sin(a + t), 0.6 * r, 0.25 * r, 1.0) for t in turns]
     pa.paint_segments(img, arms, hu, lungf)
-    pa.paint_discs(img, x, y, r, hu, lungf)
-  # Scars: irregular linear strands of fibrosis, sometimes reaching the pleura.
-  for _ in range(rng.poisson(0.6)):
-    x, y = spot()
-    a, segs = rng.uniform(0, 2 * math.pi), []
+    pa.paint_segments(img, [(x, y, x, y, r, r, rng.uniform(0.6, 1.0))], hu, lungf)
+  # Scars: irregular linear strands of fibrosis; half start at the pleura (a pleural tag
+  # with no nodule at its end).
+  cache = anat.__dict__.setdefault('_points', {})
+  if 'pleura' not in cache:
+    cache['pleura'] = np.nonzero((anat.dist > 0) & (anat.dist < 2 * s))
+  pleura = cache['pleura']
+  for _ in range(rng.poisson(1.0)):
+    if rng.random() < 0.5:
+      i = rng.integers(len(pleura[0]))
+      x, y = float(pleura[1][i]), float(pleura[0][i])
+      cx, cy = anat.centroids[int(anat.lung[pleura[0][i], pleura[1][i]]) - 1]
+      a = math.atan2(cy - y, cx - x) + rng.normal(0, 0.4)
+    else:
+      x, y = spot()
+      a = rng.uniform(0, 2 * math.pi)
+    segs = []
     for _ in range(int(rng.integers(2, 5))):
       length = rng.uniform(5, 14) * s
       x2, y2 = x + length * math.cos(a), y + length * math.sin(a)
@@ -196,6 +210,14 @@ def _confounders(img, anat, rng, scan, lungf, hu):
                                x + half * math.cos(a), y + half * math.sin(a),
                                rng.uniform(1.0, 2.2) * s, rng.uniform(0.8, 2.0) * s, 1.0)],
                         float(rng.uniform(-200, 30)), lungf)
+  # Dependent density: a hazy band along the posterior pleura (a ground-glass mimic
+  # that shifts with the patient's position).
+  if rng.random() < 0.3:
+    band = np.clip(1.0 - anat.dist / (rng.uniform(6, 18) * s), 0, 1)
+    xx, yy = pa.grid(anat.size)
+    band *= np.clip((yy - anat.centroids[0][1]) / (40 * s), 0, 1)
+    band *= np.clip(0.7 + 0.4 * pa.smooth_noise(rng, band.shape, 6 * s), 0, 1)
+    img += lungf * band * (rng.uniform(-720, -560) - img) * (band > 0)
   # Small paraseptal air spaces near the pleura (no wall of a nodule around them).
   if rng.random() < 0.25:
     cy, cx = np.nonzero((anat.dist > 2 * s) & (anat.dist < 8 * s))
@@ -210,8 +232,9 @@ def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
   img = base.copy()
   lungf = (anat.lung > 0).astype(np.float32)
   img += _texture(rng, anat) * lungf
-  blood = anat.geo['blood'] if anat.geo['contrast'] else 40.0
-  hu = min(blood, 120.0)
+  # With contrast the pulmonary vessels carry it (up to 260 HU): on a lung window a
+  # vessel cut across then looks as bright as calcium.
+  hu = anat.geo['blood'] if anat.geo['contrast'] else 40.0
   _vessels(img, anat, rng, scan, lungf, hu)
   _fissures(img, anat, rng, scan, lungf)
   _confounders(img, anat, rng, scan, lungf, hu)

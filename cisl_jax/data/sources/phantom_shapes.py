@@ -121,17 +121,25 @@ def spicules(rng, x, y, r, n, s, length=(4, 28), root=(0.5, 1.6)):
 
 
 def lobes(rng, r, n, depth):
-  """(angle, lobe radius, centre distance) of `n` uneven lobes on a nodule's border."""
-  lobe = r * depth
+  """(angle, lobe radius, centre distance) of `n` uneven lobes on a nodule's border.
+
+  The lobes run over part or all of the circumference at uneven spacing and sizes, so
+  the border is a run of shallow, unequal arcs rather than a regular flower.
+  """
+  span = u(rng, 0.5, 1.0) * 2 * math.pi
   th0 = u(rng, 0, 2 * math.pi)
-  return [(th0 + 2 * math.pi * (i + u(rng, -0.18, 0.18)) / n, lobe * u(rng, 0.75, 1.25),
-           (r - lobe) * u(rng, 0.85, 1.1)) for i in range(n)]
+  angles = th0 + np.sort(rng.uniform(0, span, n))
+  out = []
+  for th in angles:
+    lr = r * depth * u(rng, 0.6, 1.4)
+    out.append((float(th), lr, (r - lr) * u(rng, 0.85, 1.05)))
+  return out
 
 
-def lobed_alpha(xs, ys, x, y, r, lobe_list, scan, z):
+def lobed_alpha(xs, ys, x, y, r, lobe_list, scan, z, harm=()):
   """A core plus lobes, each a sphere-like body cut by the slab: a scalloped border."""
-  core_r = r - 0.9 * max(lr for _, lr, _ in lobe_list)
-  alpha = body_alpha(xs, ys, x, y, max(core_r, 0.5 * r), (), scan, z)
+  # The body itself: a rough contour a little inside the lobes' outer edge.
+  alpha = body_alpha(xs, ys, x, y, 0.86 * r, harm, scan, z)
   for th, lr, d in lobe_list:
     alpha = np.maximum(alpha, body_alpha(xs, ys, x + d * math.cos(th), y + d * math.sin(th),
                                          lr, (), scan, z * lr / r))

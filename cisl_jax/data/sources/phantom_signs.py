@@ -43,7 +43,8 @@ def _nodule(img, p, anat, rng, scan, pad=1.3):
   """Paints the solid body of a nodular sign: lobed or harmonic contour, cut by the slab."""
   sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], pad * p['r']), 2)
   if p.get('lobes'):
-    alpha = sh.lobed_alpha(xs, ys, p['x'], p['y'], p['r'], p['lobes'], scan, p['z'])
+    alpha = sh.lobed_alpha(xs, ys, p['x'], p['y'], p['r'], p['lobes'], scan, p['z'],
+                           p.get('harm', ()))
   else:
     alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'],
                           p.get('edge', 1.0))
@@ -104,11 +105,12 @@ def _paint_ggo(img, p, anat, rng, scan):
 def _plan_lobulation(rng, anat, x, y):
   s = anat.scale
   r = u(rng, 7, 21) * s
-  lobe_list = sh.lobes(rng, r, int(rng.integers(3, 10)), u(rng, 0.28, 0.5))
+  lobe_list = sh.lobes(rng, r, int(rng.integers(3, 10)), u(rng, 0.22, 0.42))
   ext = max(d + rl for _, rl, d in lobe_list)
   if not sh.inside(anat, x, y, ext + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.45))
+  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.45),
+           harm=sh.harmonics(rng, 6, 0.08))
   if rng.random() < 0.25:  # lobulated and (finely) spiculated, as malignant nodules are
     p['segs'] = sh.spicules(rng, x, y, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
   return p, sh.blob_box(x, y, ext + (10 * s if 'segs' in p else 0), anat.size)
@@ -207,7 +209,7 @@ def _plan_spiculation(rng, anat, x, y):
   p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.12), segs=segs, hu=u(rng, *sh.SOFT),
            z=sh.cut_height(rng, r, 0.4))
   if rng.random() < 0.4:  # also lobulated
-    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.28, 0.45))
+    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.22, 0.4))
   return p, sh.box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
                    max(pts[:, 0].max(), x + r) + 1, max(pts[:, 1].max(), y + r) + 1, anat.size)
 
@@ -252,7 +254,7 @@ def _plan_pi(rng, anat, x, y):
   if rng.random() < 0.35:  # PI with spiculation, as they often come together
     p['segs'] = sh.spicules(rng, cx, cy, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
   if rng.random() < 0.25:
-    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.28, 0.45))
+    p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.22, 0.4))
   ext = r + (10 * s if 'segs' in p else 0)
   pts = np.array([(a[0], a[1]) for a in tags] + [(cx - ext, cy - ext), (cx + ext, cy + ext)] +
                  [(a + c * nx, b + c * ny) for a, b, c in notches])

@@ -22,7 +22,7 @@ def _plug_tree(rng, x, y, a, w, s, generations, long):
   segs, stack = [], [(x, y, a, w, 0)]
   while stack:
     x, y, a, w, g = stack.pop()
-    length = (sh.u(rng, 18, 30) if long else sh.u(rng, 7, 20)) * s
+    length = (sh.u(rng, 28, 40) if long else sh.u(rng, 7, 20)) * s
     pts = [(x, y)]
     for _ in range(2):  # two pieces with a slight bend: bronchi are not straight
       a += rng.normal(0, 0.2)
@@ -43,26 +43,31 @@ def _plug_tree(rng, x, y, a, w, s, generations, long):
 def plan_bmp(rng, anat, x, y):
   s = anat.scale
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
-  a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.3)
   w = sh.u(rng, 1.8, 4.5) * s
-  long = rng.random() < 0.2  # some plugs run far out along the airways
-  segs = _plug_tree(rng, x, y, a, w, s, int(rng.choice([0, 1, 1, 1, 2])), long)
+  long = rng.random() < 0.25  # some plugs run far out along the airways (boxes > 64 px)
+  generations = 1 if long else int(rng.choice([0, 1, 1, 1, 2]))
+  for _ in range(8 if long else 1):  # a long plug tries other directions to fit the lung
+    a = math.atan2(y - hy, x - hx) + rng.normal(0, 0.4)
+    segs = _plug_tree(rng, x, y, a, w, s, generations, long)
+    pts = np.array(segs)[:, :4].reshape(-1, 2)
+    wmax = float(np.array(segs)[:, 4:].max())
+    if all(sh.inside(anat, px, py, wmax + 3 * s) for px, py in pts):
+      break
+  else:
+    return None
   # Plugged bronchi cut across beside the tree: round plugs inside a thin ring.
   rings = []
   for _ in range(int(rng.choice([0, 0, 1, 2]))):
     t = rng.integers(len(segs))
     ang = sh.u(rng, 0, 2 * math.pi)
     d = sh.u(rng, 3, 8) * s + w
-    rings.append((segs[t][2] + d * math.cos(ang), segs[t][3] + d * math.sin(ang),
-                  w * sh.u(rng, 0.6, 1.0)))
-  segs = np.array(segs)
-  pts = np.concatenate([segs[:, :4].reshape(-1, 2), np.array(rings).reshape(-1, 3)[:, :2]])
-  w = float(segs[:, 4:].max())
-  if not all(sh.inside(anat, px, py, w + 3 * s) for px, py in pts):
-    return None
-  p = dict(segs=segs.tolist(), rings=rings, hu=sh.u(rng, 5, 60), w=w)
-  return p, sh.box(pts[:, 0].min() - w - 1, pts[:, 1].min() - w - 1,
-                   pts[:, 0].max() + w + 1, pts[:, 1].max() + w + 1, anat.size)
+    ring = (segs[t][2] + d * math.cos(ang), segs[t][3] + d * math.sin(ang), w * sh.u(rng, 0.6, 1.0))
+    if sh.inside(anat, ring[0], ring[1], ring[2] + 3 * s):
+      rings.append(ring)
+  pts = np.concatenate([pts, np.array(rings).reshape(-1, 3)[:, :2]])
+  p = dict(segs=np.array(segs).tolist(), rings=rings, hu=sh.u(rng, 5, 60), w=wmax)
+  return p, sh.box(pts[:, 0].min() - wmax - 1, pts[:, 1].min() - wmax - 1,
+                   pts[:, 0].max() + wmax + 1, pts[:, 1].max() + wmax + 1, anat.size)
 
 
 def paint_bmp(img, p, anat, rng, scan):
