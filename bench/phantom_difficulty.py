@@ -24,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cisl_jax import reproduce  # pylint: disable=g-import-not-at-top
-from cisl_jax import stage_files  # pylint: disable=g-import-not-at-top
+from cisl_jax import workdir as wd  # pylint: disable=g-import-not-at-top
 
 
 def _reproduce_config(variant: str):
@@ -50,13 +50,13 @@ def main(argv=None):
   rows = {}
   for fold in (int(f) for f in args.folds.split(',')):
     for sign in config.signs:
-      workdir = pathlib.Path(args.workdir) / f'fold{fold}' / f'binary_{sign}_traditional'
-      if not stage_files.is_done(workdir):
+      workdir = wd.stage_dir(args.workdir, fold, wd.binary_stage(sign, 'traditional'))
+      if not wd.is_done(workdir):
         cfg = reproduce._classifier(  # pylint: disable=protected-access
             config, fold, task='binary', sign=sign, mode='augment', method='traditional',
             per_class=config.generated_per_sign)
         runners.classifier(cfg, workdir)
-      m = json.loads((workdir / stage_files.METRICS_FILE).read_text())
+      m = json.loads((workdir / wd.METRICS_FILE).read_text())
       rows.setdefault(sign, []).append(m['accuracy'])
   print(f'binary traditional augmentation, {args.source} (folds {args.folds}):')
   for sign, acs in rows.items():

@@ -1,6 +1,6 @@
 """Config of `launch/make_dataset.py`: the patch rules, folds and source options.
 
-Run (phantom: about 2 minutes on 2 busy CPU cores, 75 s of it writing the phantom):
+Run (phantom: about 40 s of CPU to write the phantom, then the patches; see MEASUREMENTS.md):
   python launch/make_dataset.py --source=phantom --data_dir=data
 Your own boxed data (a manifest CSV/JSON or a folder of slices with VOC boxes):
   python launch/make_dataset.py --source=manifest --input=path/to/manifest.csv \
