@@ -448,6 +448,26 @@ def classifier_features(stage_dir: str, batch_size: int = 256) -> FeatureFn:
   return fn
 
 
+def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict) -> None:
+  """The automated Turing test (cisl_jax/c2st.py) on the same generated subsample's
+  signs; appends its section to quality.md, writes quality.csv and res['c2st']."""
+  from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
+  keep = np.asarray(train['label']) < signs_lib.NUM_SIGNS
+  labels = np.asarray(gen['label'])
+  rng = np.random.default_rng(int(config['seed']))
+  idx = np.concatenate([rng.permutation(np.flatnonzero(labels == s))[
+      :int(config['max_generated'])] for s in range(signs_lib.NUM_SIGNS)])
+  res['c2st'] = c2st.c2st(np.asarray(train['image'])[keep], np.asarray(train['label'])[keep],
+                          np.asarray(gen['image'])[idx], labels[idx], signs_lib.SIGNS,
+                          seed=int(config['seed']))
+  rows = c2st.quality_rows(int(config['fold']), res, res['c2st'])
+  stage_files.write_text(os.path.join(workdir, 'quality.csv'), c2st.to_csv(rows))
+  md = os.path.join(workdir, 'quality.md')
+  with open(md) as f:
+    section = f.read()
+  stage_files.write_text(md, section + '\n' + c2st.to_markdown(res['c2st']))
+
+
 def run_stage(config, workdir: str) -> dict:
   """The quality stage: measures one fold's generated set, writes into `workdir`.
 
@@ -458,7 +478,8 @@ def run_stage(config, workdir: str) -> dict:
       ten_scratch stage), max_generated; optional k (3) and num_suspicious (8).
     workdir: the stage folder, e.g. `<run>/fold<k>/quality/`.
 
-  Writes quality.json, quality.md, memorisation.png and, last, metrics.json (which
+  Writes quality.json, quality.md (with the automated Turing test), quality.csv,
+  memorisation.png and, last, metrics.json (which
   marks the stage done; a finished stage is not recomputed). Returns the metrics.
   """
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -481,6 +502,7 @@ def run_stage(config, workdir: str) -> dict:
                  num_suspicious=int(get('num_suspicious', 8)), seed=int(config['seed']))
   res['features'] = f'penultimate layer of the classifier in {config["features_from"]}'
   write_quality_section(workdir, res)
+  _turing_test(config, workdir, res, train, gen)
   metrics = _jsonable({k: v for k, v in res.items() if k != 'suspicious'})
   metrics['generated_dir'] = gen_dir
   wd.write_text(metrics_path, json.dumps(metrics, indent=2))

@@ -13,6 +13,8 @@ Critic (discriminator with 1 output, auxiliary classifier with 9):
   (1) conv 5x5 s1, 32, BN, ReLU           (2) conv 5x5 s2, 64, BN, ReLU
   (3) conv 5x5 s2, 128, BN, ReLU          (4) FC 512, BN, ReLU -> features
   (5) FC num_outputs -> logits (sigmoid / softmax are left to the losses).
+`upsample='resize'` replaces each transposed convolution by a nearest-neighbour x2
+resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefacts).
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
 `fast_conv=False` runs stride-2 (transposed) convolutions as plain nnx layers; the
@@ -72,6 +74,25 @@ class Encoder(nnx.Module):
     return mu, logvar
 
 
+class ResizeConv(nnx.Module):
+  """Nearest-neighbour x2 upsampling, then a SAME 5x5 stride-1 convolution."""
+
+  def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
+    self.conv = conv(in_features, out_features, 1, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+
+
+def upsampler(kind: str, in_features: int, out_features: int, rngs: nnx.Rngs,
+              fast_conv: bool):
+  if kind == 'resize':
+    return ResizeConv(in_features, out_features, rngs)
+  if kind != 'transposed':
+    raise ValueError(f"unknown upsample {kind!r}; use 'transposed' or 'resize'")
+  return conv_transpose(in_features, out_features, rngs, fast_conv)
+
+
 class Decoder(nnx.Module):
   """`(z, y_onehot) -> x` in [-1, 1], shape (B, 64, 64, 1).
 
@@ -81,7 +102,7 @@ class Decoder(nnx.Module):
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
-               rngs: nnx.Rngs):
+               upsample: str = 'transposed', rngs: nnx.Rngs):
     c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
     hidden = scaled(1024, width)
     self.num_classes, self.latent_dim = num_classes, latent_dim
@@ -91,13 +112,13 @@ class Decoder(nnx.Module):
     self.bn1 = batch_norm(hidden, rngs)
     self.fc2 = nnx.Linear(hidden, self.side * self.side * c4, rngs=rngs)
     self.bn2 = batch_norm(self.side * self.side * c4, rngs)
-    self.deconv3 = conv_transpose(c4, c3, rngs, fast_conv)
+    self.deconv3 = upsampler(upsample, c4, c3, rngs, fast_conv)
     self.bn3 = batch_norm(c3, rngs)
-    self.deconv4 = conv_transpose(c3, c2, rngs, fast_conv)
+    self.deconv4 = upsampler(upsample, c3, c2, rngs, fast_conv)
     self.bn4 = batch_norm(c2, rngs)
-    self.deconv5 = conv_transpose(c2, c1, rngs, fast_conv)
+    self.deconv5 = upsampler(upsample, c2, c1, rngs, fast_conv)
     self.bn5 = batch_norm(c1, rngs)
-    self.deconv6 = conv_transpose(c1, 1, rngs, fast_conv)
+    self.deconv6 = upsampler(upsample, c1, 1, rngs, fast_conv)
     self.bn6 = batch_norm(1, rngs) if output_batchnorm else None
 
   def __call__(self, z: jax.Array, y_onehot: jax.Array) -> jax.Array:
@@ -159,11 +180,12 @@ class CVAEGAN(nnx.Module):
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
-               rngs: nnx.Rngs):
+               upsample: str = 'transposed', rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
     self.encoder = Encoder(num_classes, latent_dim, **kw)
-    self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm, **kw)
+    self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm,
+                           upsample=upsample, **kw)
     self.discriminator = Critic(1, **kw)
     self.classifier = Critic(num_classes, **kw)
 

@@ -199,7 +199,30 @@ def _quality(workdir, report: pathlib.Path) -> str:
   if not parts:
     return ('## Generated-sample quality\n\nNo quality stage results in this run '
             '(`fold<k>/quality/quality.md` absent).\n')
-  return '## Generated-sample quality\n\n' + '\n'.join(parts)
+  csvs = [d / 'quality' / 'quality.csv' for d in results.fold_dirs(workdir).values()]
+  csvs = [c.read_text().splitlines() for c in csvs if c.exists()]
+  head = ''
+  if csvs:  # one table of every fold's rows beside the report
+    stage_files.write_text(report / 'quality.csv',
+                           '\n'.join(csvs[0][:1] + [r for c in csvs for r in c[1:]]) + '\n')
+    head = 'Every fold\'s rows: [quality.csv](quality.csv).\n\n'
+  return '## Generated-sample quality\n\n' + _recipe(workdir) + head + '\n'.join(parts)
+
+
+def _recipe(workdir) -> str:
+  """Which CVAE-GAN objective made the samples (config.gan.recipe of the GAN stages)."""
+  for d in results.fold_dirs(workdir).values():
+    path = d / 'gan' / 'config.json'
+    if path.exists():
+      gan = json.loads(path.read_text()).get('gan', {})
+      recipe = gan.get('recipe', 'paper')
+      if recipe == 'paper':
+        return ('Samples from the CVAE-GAN recipe `paper`: the paper\'s objective '
+                '(cisl_jax/gan_recipes.py).\n\n')
+      pieces = ', '.join(f'{k}={v}' for k, v in sorted(gan.get('improved', {}).items()))
+      return (f'Samples from the CVAE-GAN recipe `improved` (cisl_jax/gan_recipes.py): '
+              f'{pieces}.\n\n')
+  return ''
 
 
 def _fig3(workdir, report: pathlib.Path) -> str:

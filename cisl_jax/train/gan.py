@@ -10,7 +10,10 @@ All three updates are one `jax.jit` function over (graphdef, state): a single fo
 of E, G, D and C feeds both D's and E+G's gradients (two VJPs of one forward).
 
 State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state' (one Adam per group:
-classifier, discriminator, encoder_decoder), 'class_means'}.
+classifier, discriminator, encoder_decoder), 'class_means'}; the improved recipe
+(cisl_jax/gan_recipes.py) adds 'lecam' (D's logit anchors) and, with an EMA decoder,
+'ema' ({'params', 'batch_stats'} of the averaged decoder, whose BatchNorm statistics
+are those of the averaged weights' own forward on each iteration's prior batch).
 """
 import functools
 import os
@@ -25,6 +28,8 @@ import optax
 from flax import nnx
 
 from cisl_jax import checkpointing
+from cisl_jax import diffaugment
+from cisl_jax import gan_recipes
 from cisl_jax import input_pipeline
 from cisl_jax import losses
 from cisl_jax import sharding
@@ -37,9 +42,20 @@ NETS = ('encoder', 'decoder', 'discriminator', 'classifier')
 GROUPS = ('classifier', 'discriminator', 'encoder_decoder')
 
 
+def recipe_settings(config: ml_collections.ConfigDict) -> tuple | None:
+  """The improved recipe's pieces as a hashable tuple of (name, value); None: paper."""
+  improved = config.gan.improved
+  gan_recipes.check(config.gan.recipe, improved)
+  if config.gan.recipe == 'paper':
+    return None
+  return tuple(sorted(improved.to_dict().items()))
+
+
 def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.CVAEGAN:
+  recipe = dict(recipe_settings(config) or ())
   return cvae_gan.CVAEGAN(signs.NUM_SIGNS, config.gan.latent_dim, width=config.width,
                           output_batchnorm=config.gan.output_batchnorm,
+                          upsample=recipe.get('upsample', 'transposed'),
                           rngs=nnx.Rngs(params=key))
 
 
@@ -68,6 +84,12 @@ def init_state(config: ml_collections.ConfigDict, key: jax.Array,
   feature_dim = model.classifier.fc5.in_features
   state['class_means'] = losses.init_class_means(signs.NUM_SIGNS, feature_dim)
   state['step'] = jnp.zeros((), jnp.int32)
+  recipe = recipe_settings(config)
+  if recipe is not None:
+    state['lecam'] = gan_recipes.init_lecam()
+    if dict(recipe)['ema_decay'] > 0:
+      state['ema'] = jax.tree.map(jnp.copy, {'params': state['params']['decoder'],
+                                             'batch_stats': state['batch_stats']['decoder']})
   return graphdef, state
 
 
@@ -78,18 +100,25 @@ def make_train_step(config: ml_collections.ConfigDict, tx: optax.GradientTransfo
   always draws the same noise whether or not the run was resumed.
   """
   weights = tuple(sorted((k, float(v)) for k, v in config.gan.loss_weights.items()))
-  return _make_train_step(tx, weights, float(config.gan.class_mean_momentum))
+  return _make_train_step(tx, weights, float(config.gan.class_mean_momentum),
+                          recipe_settings(config))
 
 
 @functools.lru_cache(maxsize=8)
-def _make_train_step(tx, weights, momentum):
+def _make_train_step(tx, weights, momentum, recipe):
   weights = dict(weights)
+  improved = dict(recipe) if recipe is not None else None
+  policy = diffaugment.parse_policy(improved['diffaugment']) if improved else ()
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
     common.TRACES['gan_train'] += 1
     key = jax.random.fold_in(key, state['step'])
     k_z, k_p = jax.random.split(key)
+    # DiffAugment keys: a real patch and its reconstruction share one (pairwise matching
+    # compares them); prior samples draw their own.
+    k_pair, k_prior = jax.random.split(jax.random.fold_in(key, 2))
+    aug = lambda k, img: diffaugment.diff_augment(k, img, policy) if policy else img
     model = common.merge_model(graphdef, state)
     split = {n: nnx.split(getattr(model, n), nnx.Param, nnx.BatchStat, ...) for n in NETS}
     params = {n: split[n][1] for n in NETS}
@@ -123,13 +152,13 @@ def _make_train_step(tx, weights, momentum):
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
       x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h)
       bs_d = stats['discriminator']
-      (d_real, fd_real), bs_d = run('discriminator', pd, bs_d, x)
-      (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, x_rec)
-      (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, x_p)
+      (d_real, fd_real), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x))
+      (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
+      (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
       pc, bs_c = params['classifier'], stats['classifier']
       (_, fc_real), bs_c = run('classifier', pc, bs_c, x)
       (_, fc_rec), bs_c = run('classifier', pc, bs_c, x_rec)
-      (_, fc_p), bs_c = run('classifier', pc, bs_c, x_p)
+      (c_p, fc_p), bs_c = run('classifier', pc, bs_c, x_p)
       mean_c, class_means = losses.classwise_mean_feature_matching(
           fc_p, y, fc_real, y, state['class_means'], momentum)
       terms = {
@@ -140,14 +169,26 @@ def _make_train_step(tx, weights, momentum):
           'mean_d': losses.mean_feature_matching(fd_p, fd_real),
           'mean_c': mean_c,
       }
-      loss_d = losses.discriminator_loss(d_real, d_rec, d_p)
-      loss_g = losses.generator_loss(terms, weights)
       new_stats = {'encoder': bs_e, 'decoder': bs_g, 'discriminator': bs_d,
                    'classifier': bs_c}
-      return (loss_d, loss_g), (terms, new_stats, class_means)
+      if improved is None:
+        loss_d = losses.discriminator_loss(d_real, d_rec, d_p)
+        loss_g = losses.generator_loss(terms, weights)
+        return (loss_d, loss_g), (terms, new_stats, class_means, None)
+      kind = improved['adversarial']
+      loss_d = gan_recipes.discriminator_adversarial(d_real, d_rec, d_p, kind=kind)
+      reg, lecam = gan_recipes.lecam(d_real, jnp.concatenate([d_rec, d_p]), state['lecam'],
+                                     improved['lecam_decay'])
+      if improved['lecam_weight']:
+        loss_d = loss_d + improved['lecam_weight'] * reg
+      terms.update(adv_prior=gan_recipes.generator_adversarial(d_p, kind),
+                   adv_rec=gan_recipes.generator_adversarial(d_rec, kind),
+                   class_prior=losses.softmax_cross_entropy(c_p, y), lecam=reg)
+      loss_g = gan_recipes.improved_generator_loss(terms, weights, improved)
+      return (loss_d, loss_g), (terms, new_stats, class_means, lecam)
 
     peg = {'encoder': params['encoder'], 'decoder': params['decoder']}
-    (loss_d, loss_g), vjp, (terms, stats, class_means) = jax.vjp(
+    (loss_d, loss_g), vjp, (terms, stats, class_means, lecam) = jax.vjp(
         forward, params['discriminator'], peg, has_aux=True)
     one, zero = jnp.ones_like(loss_d), jnp.zeros_like(loss_d)
     grad_d = vjp((one, zero))[0]
@@ -166,6 +207,16 @@ def _make_train_step(tx, weights, momentum):
         'rngs': rngs, 'class_means': class_means,
         'opt_state': {'classifier': opt_c, 'discriminator': opt_d, 'encoder_decoder': opt_eg},
     }
+    if improved is not None:
+      new_state['lecam'] = lecam
+    if 'ema' in state:
+      decay = gan_recipes.ema_decay_at(state['step'], improved['ema_decay'])
+      ema_params = gan_recipes.ema_update(state['ema']['params'], params['decoder'], decay)
+      # The averaged decoder's own BatchNorm statistics, from its forward on this
+      # iteration's prior batch: the live decoder's would not fit the averaged weights.
+      _, ema_stats = run('decoder', ema_params, state['ema']['batch_stats'],
+                         jax.random.normal(k_p, (x.shape[0], model.latent_dim), x.dtype), y1h)
+      new_state['ema'] = {'params': ema_params, 'batch_stats': ema_stats}
     metrics = {
         'loss_c': loss_c, 'loss_d': loss_d, 'loss_g': loss_g,
         'accuracy_c': jnp.mean(jnp.argmax(logits_c, -1) == y),
@@ -184,6 +235,10 @@ def sample(graphdef: nnx.GraphDef, state: dict[str, Any], key: jax.Array,
   """Prior samples of the decoder (inference BatchNorm) for integer sign `labels`."""
   common.TRACES['gan_sample'] += 1
   model = common.merge_model(graphdef, state)
+  if 'ema' in state:  # the improved recipe's averaged decoder
+    params, stats = jax.tree.map(lambda a: a, (state['ema']['params'],
+                                               state['ema']['batch_stats']))
+    nnx.update(model.decoder, params, stats)
   model.eval()
   return model.generate(key, jax.nn.one_hot(labels, signs.NUM_SIGNS))
 

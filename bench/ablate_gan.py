@@ -1,0 +1,189 @@
+"""Ablation of the CVAE-GAN recipe: the paper's objective, then one piece added at a time.
+
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate --arms= \
+      --budget=800,1600,3200,6400 --wide=0.25      # the quality-vs-budget curve only
+Same data (one fold of the built dataset), seed and budget for every arm. Each arm
+trains a GAN (quick width and lr), generates --per_sign patches per sign and measures,
+against the real training patches: overall FD beside its real-vs-real floor,
+precision, recall, memorised share against chance, the C2ST accuracy (0.5 =
+indistinguishable), and pre-training-only binary SE/AC on --signs (the quick
+reproduction's pretrain stage). Every stage keeps its folder under --workdir, so a
+killed run started again continues; finished arms are not retrained.
+Prints one Markdown table (also written to <workdir>/ablation.md) with the machine's
+load average, since wall times on a shared machine measure the load as much as the work.
+Expected runtime, 2 quiet CPU cores: ~5 minutes per arm at 800 iterations.
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import common  # bench/common.py  # pylint: disable=g-bad-import-order
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
+from cisl_jax import gan_recipes  # pylint: disable=g-import-not-at-top
+from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from cisl_jax import quality  # pylint: disable=g-import-not-at-top
+from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
+from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
+from cisl_jax.train import generate  # pylint: disable=g-import-not-at-top
+
+# Cumulative: each arm is the previous one plus its settings of config.gan.improved.
+ARMS = (
+    ('paper', None),
+    ('+adv10', dict(adv_weight=10.0)),
+    ('+diffaugment', dict(diffaugment='color,translation,cutout')),
+    ('+pixel0.1', dict(pixel_weight=0.1)),
+    ('+ema', dict(ema_decay=0.999)),
+    ('+class', dict(class_weight=1.0)),
+    ('+resize', dict(upsample='resize')),
+    ('+lecam', dict(lecam_weight=0.01)),
+)
+
+
+def gan_config(args, pieces: dict | None, steps: int, width: float):
+  c = common.load_config('train_gan', 'quick')
+  c.unlock()
+  c.data_dir, c.fold, c.seed, c.num_steps, c.width = args.data_dir, args.fold, args.seed, \
+      steps, width
+  if pieces is None:
+    c.gan.recipe = 'paper'
+  else:
+    c.gan.recipe = 'improved'
+    gan_recipes.all_off(c.gan.improved)
+    c.gan.improved.update(pieces)
+  return c
+
+
+def classifier_config(args, **fields):
+  c = common.load_config('train_classifier', 'quick')
+  c.unlock()
+  # The quick reproduction's classifier settings (configs/reproduce.py).
+  c.update(dict(data_dir=args.data_dir, fold=args.fold, seed=args.seed, width=0.125,
+                batch_size=32), **fields)
+  return c
+
+
+def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dict:
+  """Generation, quality, C2ST and the binary pre-training of one trained GAN."""
+  root = gan_dir.parent
+  g = common.load_config('generate', 'quick')
+  g.unlock()
+  g.gan_workdir, g.num_per_sign, g.seed = str(gan_dir), args.per_sign, args.seed
+  generate.generate(g, str(root / 'generate'))
+  gen = input_pipeline.load_generated(str(root / 'generate' / generate.GENERATED_DIR))
+  q = quality.evaluate(features, real['image'], real['label'], held['image'], held['label'],
+                       gen['image'], gen['label'], max_generated=args.per_sign,
+                       seed=args.seed)['overall']
+  xr, yr = gan.sign_patches(real)
+  t = c2st.c2st(xr, yr, gen['image'], gen['label'], signs.SIGNS, seed=args.seed)['overall']
+  row = {'arm': name, 'fd': q['fd'], 'fd_floor': q['fd_real_train_vs_held_out'],
+         'precision': q['precision'], 'recall': q['recall'],
+         'memorised': q['memorisation']['share'], 'chance': q['memorisation']['chance'],
+         'c2st': t['c2st'], 'fake_as_real': t['fake_as_real'],
+         's_per_iteration': _timing(gan_dir)}
+  for s in args.signs.split(','):
+    m = classifier.train_and_evaluate(classifier_config(
+        args, mode='pretrain', task='binary', sign=s, num_steps=80,
+        generated_dir=str(root / 'generate'), pretrain_per_class=args.per_sign),
+        str(root / f'pretrain_{s}'))
+    row[f'SE_{s}'], row[f'AC_{s}'] = m['sensitivity_pos'], m['accuracy']
+  return row
+
+
+def _timing(gan_dir: pathlib.Path) -> float:
+  path = gan_dir / 'timing.json'
+  return json.loads(path.read_text())['s_per_it'] if path.exists() else float('nan')
+
+
+def train_gan(config, workdir: pathlib.Path) -> None:
+  """Trains (or extends, resuming from its checkpoints) a GAN; records s/iteration."""
+  metrics = workdir / 'metrics.json'
+  if metrics.exists() and json.loads(metrics.read_text())['steps'] >= config.num_steps:
+    return  # done (a longer budget-curve run was measured at this budget before)
+  start = 0
+  if metrics.exists():  # a shorter finished run: extend it (each step is a pure function)
+    start = json.loads(metrics.read_text())['steps']
+    metrics.unlink()
+  t0 = time.perf_counter()
+  gan.train_and_evaluate(config, str(workdir))
+  rate = (time.perf_counter() - t0) / max(config.num_steps - start, 1)
+  (workdir / 'timing.json').write_text(json.dumps({'s_per_it': rate}))
+
+
+def table(rows: list[dict]) -> str:
+  keys = list(rows[0])
+  fmt = lambda v: f'{v:.3g}' if isinstance(v, float) else str(v)
+  return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
+                   + ['| ' + ' | '.join(fmt(r.get(k, '')) for k in keys) + ' |' for r in rows])
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--data_dir', default='data')
+  p.add_argument('--workdir', default='workdir/ablate')
+  p.add_argument('--fold', type=int, default=0)
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--steps', type=int, default=800, help='GAN iterations of every arm')
+  p.add_argument('--width', type=float, default=0.125)
+  p.add_argument('--arms', default=','.join(a for a, _ in ARMS),
+                 help='arms to run, in ARMS order (cumulative); empty: none')
+  p.add_argument('--budget', default='', help='iterations of the budget curve of the '
+                 'last arm, e.g. 800,1600,3200,6400 (empty: no curve)')
+  p.add_argument('--wide', type=float, default=0.0, help='also the last arm at this width')
+  p.add_argument('--signs', default='GGO,CV', help='signs of the binary pre-training')
+  p.add_argument('--per_sign', type=int, default=256, help='generated patches per sign')
+  args = p.parse_args(argv)
+  wanted = [a for a in args.arms.split(',') if a]
+  unknown = set(wanted) - {a for a, _ in ARMS}
+  if unknown:
+    p.error(f'unknown arm(s) {sorted(unknown)}; known: {[a for a, _ in ARMS]}')
+  work = pathlib.Path(args.workdir)
+  real = input_pipeline.load_split(args.data_dir, 'phantom',
+                                   [f for f in range(3) if f != args.fold])
+  held = input_pipeline.load_split(args.data_dir, 'phantom', [args.fold])
+  feat_dir = work / 'features_ten_scratch'
+  classifier.train_and_evaluate(classifier_config(args, num_steps=160), str(feat_dir))
+  features = quality.classifier_features(str(feat_dir))
+
+  runs, pieces = [], None
+  for name, add in ARMS:
+    pieces = None if add is None else {**(pieces or {}), **add}
+    if name in wanted:
+      runs.append((name, pieces, args.steps, args.width))
+  last = pieces if not wanted else runs[-1][1]
+  for steps in [int(s) for s in args.budget.split(',') if s]:
+    runs.append((f'budget {steps}', last, steps, args.width))
+  if args.wide:
+    runs.append((f'width {args.wide}', last, args.steps, args.wide))
+  rows = []
+  for name, arm_pieces, steps, width in runs:
+    slug = name.replace('+', '').replace(' ', '_')
+    # The budget curve extends one run: budget_<n> folders share one GAN workdir.
+    gan_dir = work / ('budget' if name.startswith('budget') else slug) / 'gan'
+    train_gan(gan_config(args, arm_pieces, steps, width), gan_dir)
+    arm_dir = work / slug
+    if name.startswith('budget'):
+      # Measure a copy-free view: the generate/pretrain stages of this budget live apart.
+      arm_dir.mkdir(parents=True, exist_ok=True)
+      link = arm_dir / 'gan'
+      if not link.exists():
+        link.symlink_to(gan_dir.resolve())
+    rows.append(measure(args, name, arm_dir / 'gan', real, held, features))
+    (work / 'ablation.json').write_text(json.dumps(rows, indent=1))
+  load = ' / '.join(f'{x:.1f}' for x in os.getloadavg())
+  text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '
+          f'{args.width} unless named; load average at the end {load}.\n\n{table(rows)}\n')
+  (work / 'ablation.md').write_text(text)
+  print(text)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

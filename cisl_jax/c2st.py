@@ -1,0 +1,192 @@
+"""An automated visual Turing test: a classifier two-sample test (C2ST) of real vs fake.
+
+A small CNN, given a patch and its sign, learns to tell real patches from generated
+ones; its accuracy on patches it was not trained on is the score: 0.5 means it cannot
+tell them apart (the generated patches pass for real), 1.0 that every fake is caught.
+Each sign contributes as many generated patches as it has real ones (a balanced test,
+so chance is 0.5 per sign), and two-fold cross-fitting scores every patch once: the
+CNN trained on one half predicts the other. Beside the accuracy, the rates the paper
+gives for its radiologists: fakes taken as real and reals taken as fake.
+"""
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from cisl_jax.models import classifier
+
+# The paper's two radiologists (Section IV-B-1): fakes taken as real, reals taken as fake.
+RADIOLOGISTS = {'17 years': (0.467, 0.267), '14 years': (0.667, 0.467)}
+
+
+class Critic(nnx.Module):
+  """(x, sign one-hot) -> real/fake logit: 3 stride-2 convs, global mean, linear."""
+
+  def __init__(self, num_signs: int, width: int = 16, *, rngs: nnx.Rngs):
+    w = (width, 2 * width, 4 * width)
+    # Stride-2 convolutions in the form fast on XLA's CPU backend (models/classifier.py).
+    self.convs = nnx.List([classifier.Conv2x(i, o, (3, 3), rngs=rngs)
+                           for i, o in zip((1 + num_signs,) + w[:-1], w)])
+    self.out = nnx.Linear(w[-1] + num_signs, 1, rngs=rngs)
+
+  def __call__(self, x: jax.Array, y1h: jax.Array) -> jax.Array:
+    b, h, w_, _ = x.shape
+    h_ = jnp.concatenate([x, jnp.broadcast_to(y1h[:, None, None, :], (b, h, w_, y1h.shape[-1]))],
+                         -1)
+    for conv in self.convs:
+      h_ = nnx.leaky_relu(conv(h_), 0.2)
+    return self.out(jnp.concatenate([h_.mean(axis=(1, 2)), y1h], -1))[:, 0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _fit(graphdef, tx, state, opt_state, x, y1h, target, idx):
+  """Runs every minibatch of idx (steps, batch) as one scan; returns the new state."""
+
+  def step(carry, batch):
+    state, opt_state = carry
+
+    def loss_fn(s):
+      logits = nnx.merge(graphdef, s)(x[batch], y1h[batch])
+      return optax.sigmoid_binary_cross_entropy(logits, target[batch]).mean()
+
+    grads = jax.grad(loss_fn)(state)
+    updates, opt_state = tx.update(grads, opt_state, state)
+    return (optax.apply_updates(state, updates), opt_state), None
+
+  (state, opt_state), _ = jax.lax.scan(step, (state, opt_state), idx)
+  return state
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(graphdef, state, x, y1h):
+  return nnx.merge(graphdef, state)(x, y1h) > 0
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(lr: float) -> optax.GradientTransformation:
+  return optax.adam(lr)
+
+
+def _train_and_predict(x_tr, y_tr, t_tr, x_te, y_te, *, num_signs, steps, batch_size,
+                       width, lr, seed):
+  rng = np.random.default_rng(seed)
+  model = Critic(num_signs, width, rngs=nnx.Rngs(seed))
+  graphdef, state = nnx.split(model)
+  tx = _adam(lr)
+  opt_state = tx.init(state)
+  idx = np.stack([rng.choice(len(t_tr), batch_size, replace=len(t_tr) < batch_size)
+                  for _ in range(steps)])
+  y1h_tr = jax.nn.one_hot(y_tr, num_signs)
+  state = _fit(graphdef, tx, state, opt_state, jnp.asarray(x_tr), y1h_tr,
+               jnp.asarray(t_tr, jnp.float32), jnp.asarray(idx))
+  preds = [np.asarray(_predict(graphdef, state, jnp.asarray(x_te[i:i + 256]),
+                               jax.nn.one_hot(y_te[i:i + 256], num_signs)))
+           for i in range(0, len(y_te), 256)]
+  return np.concatenate(preds) if preds else np.zeros(0, bool)
+
+
+def c2st(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarray,
+         gen_labels: np.ndarray, sign_names: Sequence[str], *, steps: int = 300,
+         batch_size: int = 64, width: int = 16, lr: float = 1e-3, seed: int = 0) -> dict:
+  """Held-out real-vs-fake accuracy per sign and overall, with the error rates.
+
+  Args:
+    real_images, real_labels: real patches [N,64,64,1] in [-1,1] and their sign codes.
+    gen_images, gen_labels: generated patches and sign codes.
+    sign_names: the name of each sign code (rows of the result).
+    steps, batch_size, width, lr: the CNN's training budget and size (per half).
+    seed: subsampling, split and initialisation seed.
+
+  Returns:
+    {'per_sign': {name: row}, 'overall': row}, each row {'c2st' (accuracy),
+    'fake_as_real', 'real_as_fake', 'n' (patches scored per class)}; a sign without
+    real or generated patches is left out; NaN rows where nothing was scored.
+  """
+  rng = np.random.default_rng(seed)
+  real_labels, gen_labels = np.asarray(real_labels), np.asarray(gen_labels)
+  xs, ys, ts, halves = [], [], [], []
+  for s in range(len(sign_names)):
+    r, g = np.flatnonzero(real_labels == s), np.flatnonzero(gen_labels == s)
+    n = min(len(r), len(g))
+    if n < 2:
+      continue
+    r, g = rng.choice(r, n, replace=False), rng.choice(g, n, replace=False)
+    xs += [np.asarray(real_images)[r], np.asarray(gen_images)[g]]
+    ys += [np.full(n, s), np.full(n, s)]
+    ts += [np.ones(n), np.zeros(n)]
+    halves += [rng.permutation(n) % 2, rng.permutation(n) % 2]
+  if not xs:
+    nan = float('nan')
+    return {'per_sign': {}, 'overall': {'c2st': nan, 'fake_as_real': nan,
+                                        'real_as_fake': nan, 'n': 0}}
+  x = np.concatenate(xs).astype(np.float32)
+  y, t, half = np.concatenate(ys), np.concatenate(ts), np.concatenate(halves)
+  pred = np.zeros(len(t), bool)
+  for h in (0, 1):
+    tr, te = half != h, half == h
+    pred[te] = _train_and_predict(x[tr], y[tr], t[tr], x[te], y[te],
+                                  num_signs=len(sign_names), steps=steps,
+                                  batch_size=batch_size, width=width, lr=lr, seed=seed + h)
+
+  def row(m):
+    real, fake = m & (t == 1), m & (t == 0)
+    return {'c2st': float(np.mean(pred[m] == (t[m] == 1))),
+            'fake_as_real': float(np.mean(pred[fake])),
+            'real_as_fake': float(np.mean(~pred[real])), 'n': int(real.sum())}
+
+  per_sign = {sign_names[s]: row(y == s) for s in np.unique(y)}
+  return {'per_sign': per_sign, 'overall': row(np.ones(len(t), bool))}
+
+
+QUALITY_COLUMNS = ('fold', 'sign', 'fd', 'fd_floor', 'precision', 'recall', 'diversity',
+                   'memorised', 'memorised_chance', 'c2st')
+
+
+def quality_rows(fold: int, quality_results: dict, c2st_results: dict) -> list[dict]:
+  """The rows of quality.csv for one fold: one per sign, then 'overall'.
+
+  quality_results: cisl_jax.quality.evaluate's result; c2st_results: `c2st`'s.
+  """
+  rows = []
+  named = list(quality_results['per_sign'].items()) + [('overall', quality_results['overall'])]
+  for name, m in named:
+    t = c2st_results['overall'] if name == 'overall' else c2st_results['per_sign'].get(name, {})
+    rows.append({'fold': fold, 'sign': name, 'fd': m['fd'],
+                 'fd_floor': m['fd_real_train_vs_held_out'], 'precision': m['precision'],
+                 'recall': m['recall'], 'diversity': m['diversity']['ratio'],
+                 'memorised': m['memorisation']['share'],
+                 'memorised_chance': m['memorisation']['chance'],
+                 'c2st': t.get('c2st', float('nan'))})
+  return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+  """CSV text with QUALITY_COLUMNS; NaN as empty."""
+  fmt = lambda v: '' if isinstance(v, float) and np.isnan(v) else (
+      f'{v:.6g}' if isinstance(v, float) else str(v))
+  return '\n'.join([','.join(QUALITY_COLUMNS)]
+                   + [','.join(fmt(r[c]) for c in QUALITY_COLUMNS) for r in rows]) + '\n'
+
+
+def to_markdown(results: dict) -> str:
+  """The automated Turing test's section: per-sign rows and the radiologists beside."""
+  f = lambda x: 'n/a' if np.isnan(x) else f'{x:.3f}'
+  lines = ['#### Automated visual Turing test (C2ST)', '',
+           'A small CNN, given the patch and its sign, is trained to tell the real training '
+           'patches of a sign from as many generated ones; scored on patches it did not '
+           'see (two-fold cross-fitting). Accuracy 0.5: indistinguishable; 1.0: every fake '
+           'caught.', '',
+           '| sign | n real (= n fake) | C2ST accuracy | fakes taken as real | '
+           'reals taken as fake |', '|---|---|---|---|---|']
+  rows = list(results['per_sign'].items()) + [('**overall**', results['overall'])]
+  for name, r in rows:
+    lines.append(f'| {name} | {r["n"]} | {f(r["c2st"])} | {f(r["fake_as_real"])} | '
+                 f'{f(r["real_as_fake"])} |')
+  for who, (fr, rf) in RADIOLOGISTS.items():
+    lines.append(f'| the paper\'s radiologist ({who}; 10 real + 10 fake per sign) | 90 | '
+                 f'{1 - (fr + rf) / 2:.3f} | {fr:.3f} | {rf:.3f} |')
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,139 @@
+"""The CVAE-GAN recipes: the paper's objective, or one improved from data-efficient GANs.
+
+`paper`: cisl_jax.losses as the paper gives it. Prior samples reach the discriminator
+only through mean feature matching at weight 1e-3 while reconstructions are pulled to
+the input by an L2 summed over pixels: in effect a CVAE, whose samples are blurred.
+
+`improved` adds switchable pieces (each off at its zero / empty value, so that an
+ablation can add them one at a time; `config.gan.improved` holds them):
+  adversarial, adv_weight, adv_rec_weight: a direct generator term on D's logits of
+      prior samples (and, times adv_rec_weight, of reconstructions), 'ns'
+      (non-saturating) or 'hinge'; D's own loss follows the same kind;
+  diffaugment: DiffAugment policy for every D input (cisl_jax/diffaugment.py);
+  lecam_weight, lecam_decay: LeCam regularisation of D (Tseng et al. 2021);
+  ema_decay: an exponential moving average of the decoder, used for sampling;
+  class_weight: the auxiliary classifier's cross-entropy on prior samples (AC-GAN);
+  pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
+  upsample: the decoder's 'transposed' convolutions or 'resize' (nearest x2, then conv).
+Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
+"""
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+
+from cisl_jax import losses
+
+RECIPES = ('paper', 'improved')
+ADVERSARIAL = ('ns', 'hinge')
+
+
+def improved_config() -> ml_collections.ConfigDict:
+  """The improved recipe's pieces, each at its measured setting (see BUILD_NOTES)."""
+  c = config_dict.ConfigDict()
+  c.adversarial = 'ns'  # D/G adversarial loss kind: 'ns' (non-saturating) or 'hinge'
+  c.adv_weight = 10.0  # direct adversarial term on prior samples (0: off)
+  c.adv_rec_weight = 1.0  # the same on reconstructions, relative to adv_weight
+  c.diffaugment = 'color,translation,cutout'  # DiffAugment on every D input ('': off)
+  c.lecam_weight = 0.0  # LeCam regulariser of D (0: off)
+  c.lecam_decay = 0.99  # EMA decay of D's mean logits, LeCam's anchors
+  c.ema_decay = 0.0  # EMA of the decoder for sampling (0: off; warmed up over early steps)
+  c.class_weight = 0.0  # auxiliary classifier's cross-entropy on prior samples (0: off)
+  c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
+  c.upsample = 'transposed'  # decoder upsampling: 'transposed' or 'resize'
+  return c
+
+
+def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`c` with every piece off: the improved recipe then computes the paper's objective."""
+  c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
+  c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
+  return c
+
+
+def check(recipe: str, improved: Mapping[str, Any]) -> None:
+  if recipe not in RECIPES:
+    raise ValueError(f'unknown config.gan.recipe {recipe!r}; use one of {RECIPES}')
+  if improved['adversarial'] not in ADVERSARIAL:
+    raise ValueError(f"unknown config.gan.improved.adversarial {improved['adversarial']!r}; "
+                     f'use one of {ADVERSARIAL}')
+  if improved['upsample'] not in ('transposed', 'resize'):
+    raise ValueError(f"unknown config.gan.improved.upsample {improved['upsample']!r}; "
+                     "use 'transposed' or 'resize'")
+
+
+def generator_adversarial(fake_logits: jax.Array, kind: str) -> jax.Array:
+  """G's term on D's logits of fakes: non-saturating -log D(x), or hinge -D(x)."""
+  if kind == 'hinge':
+    return -jnp.mean(fake_logits)
+  return losses.sigmoid_cross_entropy(fake_logits, 1.0)
+
+
+def discriminator_adversarial(real_logits: jax.Array, *fake_logits: jax.Array,
+                              kind: str) -> jax.Array:
+  """D's loss: real as real, each fake set as fake (summed over the fake sets).
+
+  'ns' with two fake sets is exactly losses.discriminator_loss (the paper's).
+  """
+  if kind == 'hinge':
+    return (jnp.mean(jax.nn.relu(1.0 - real_logits))
+            + sum(jnp.mean(jax.nn.relu(1.0 + f)) for f in fake_logits))
+  return (losses.sigmoid_cross_entropy(real_logits, 1.0)
+          + sum(losses.sigmoid_cross_entropy(f, 0.0) for f in fake_logits))
+
+
+def init_lecam() -> dict[str, jax.Array]:
+  """LeCam's anchors: running means of D's logits on real and on fake inputs."""
+  return {'real': jnp.zeros((), jnp.float32), 'fake': jnp.zeros((), jnp.float32)}
+
+
+def lecam(real_logits: jax.Array, fake_logits: jax.Array, anchors: Mapping[str, jax.Array],
+          decay: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """LeCam regulariser (Tseng et al. 2021) and the updated anchors.
+
+  ||relu(D(x) - a_fake)||^2 + ||relu(a_real - D(G(z)))||^2 (batch means): keeps D's
+  real and fake predictions from drifting apart, which limited data otherwise lets
+  them do. The anchors are exponential averages of D's mean logits (no gradient).
+  """
+  reg = (jnp.mean(jnp.square(jax.nn.relu(real_logits - anchors['fake'])))
+         + jnp.mean(jnp.square(jax.nn.relu(anchors['real'] - fake_logits))))
+  new = {'real': decay * anchors['real'] + (1 - decay) * jnp.mean(real_logits),
+         'fake': decay * anchors['fake'] + (1 - decay) * jnp.mean(fake_logits)}
+  return reg, jax.lax.stop_gradient(new)
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+  """The EMA's decay at `step`: min(decay, (1 + step) / (10 + step)).
+
+  The warm-up (as tf.train.ExponentialMovingAverage's num_updates) lets a short run's
+  average forget the random initialisation instead of being dominated by it.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(ema: Any, new: Any, decay: jax.Array) -> Any:
+  """decay * ema + (1 - decay) * new, leaf by leaf."""
+  return jax.tree.map(lambda e, n: decay * e + (1 - decay) * n, ema, new)
+
+
+def improved_generator_loss(terms: Mapping[str, jax.Array], weights: Mapping[str, float],
+                            improved: Mapping[str, Any]) -> jax.Array:
+  """The paper's generator objective with the pixel L2 rescaled, plus the new terms.
+
+  terms: the paper's (losses.generator_loss) plus 'adv_prior', 'adv_rec' and 'class_prior'.
+  With every piece off (all_off) this is losses.generator_loss(terms, weights).
+  """
+  paper_terms = {k: terms[k] for k in ('kl', 'reconstruction', 'pairwise_d', 'pairwise_c',
+                                       'mean_d', 'mean_c')}
+  paper_terms['reconstruction'] = float(improved['pixel_weight']) * terms['reconstruction']
+  loss = losses.generator_loss(paper_terms, weights)
+  adv_w = float(improved['adv_weight'])
+  if adv_w:
+    loss = loss + adv_w * (terms['adv_prior']
+                           + float(improved['adv_rec_weight']) * terms['adv_rec'])
+  if float(improved['class_weight']):
+    loss = loss + float(improved['class_weight']) * terms['class_prior']
+  return loss
