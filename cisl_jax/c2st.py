@@ -42,23 +42,16 @@ class Critic(nnx.Module):
     return self.out(jnp.concatenate([h_.mean(axis=(1, 2)), y1h], -1))[:, 0]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _fit(graphdef, tx, state, opt_state, x, y1h, target, idx):
-  """Runs every minibatch of idx (steps, batch) as one scan; returns the new state."""
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def _train_step(graphdef, tx, state, opt_state, x, y1h, target):
 
-  def step(carry, batch):
-    state, opt_state = carry
+  def loss_fn(s):
+    logits = nnx.merge(graphdef, s)(x, y1h)
+    return optax.sigmoid_binary_cross_entropy(logits, target).mean()
 
-    def loss_fn(s):
-      logits = nnx.merge(graphdef, s)(x[batch], y1h[batch])
-      return optax.sigmoid_binary_cross_entropy(logits, target[batch]).mean()
-
-    grads = jax.grad(loss_fn)(state)
-    updates, opt_state = tx.update(grads, opt_state, state)
-    return (optax.apply_updates(state, updates), opt_state), None
-
-  (state, opt_state), _ = jax.lax.scan(step, (state, opt_state), idx)
-  return state
+  grads = jax.grad(loss_fn)(state)
+  updates, opt_state = tx.update(grads, opt_state, state)
+  return optax.apply_updates(state, updates), opt_state
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -74,18 +67,21 @@ def _adam(lr: float) -> optax.GradientTransformation:
 def _train_and_predict(x_tr, y_tr, t_tr, x_te, y_te, *, num_signs, steps, batch_size,
                        width, lr, seed):
   rng = np.random.default_rng(seed)
-  model = Critic(num_signs, width, rngs=nnx.Rngs(seed))
-  graphdef, state = nnx.split(model)
+  graphdef, state = nnx.split(Critic(num_signs, width, rngs=nnx.Rngs(seed)))
   tx = _adam(lr)
   opt_state = tx.init(state)
-  idx = np.stack([rng.choice(len(t_tr), batch_size, replace=len(t_tr) < batch_size)
-                  for _ in range(steps)])
-  y1h_tr = jax.nn.one_hot(y_tr, num_signs)
-  state = _fit(graphdef, tx, state, opt_state, jnp.asarray(x_tr), y1h_tr,
-               jnp.asarray(t_tr, jnp.float32), jnp.asarray(idx))
-  preds = [np.asarray(_predict(graphdef, state, jnp.asarray(x_te[i:i + 256]),
-                               jax.nn.one_hot(y_te[i:i + 256], num_signs)))
-           for i in range(0, len(y_te), 256)]
+  onehot = np.eye(num_signs, dtype=np.float32)
+  for _ in range(steps):  # fixed batch shape: one compilation for every call
+    b = rng.choice(len(t_tr), batch_size, replace=len(t_tr) < batch_size)
+    state, opt_state = _train_step(graphdef, tx, state, opt_state, x_tr[b], onehot[y_tr[b]],
+                                   t_tr[b].astype(np.float32))
+  preds = []
+  for i in range(0, len(y_te), batch_size):
+    x, y = x_te[i:i + batch_size], y_te[i:i + batch_size]
+    pad = batch_size - len(y)
+    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    y = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y
+    preds.append(np.asarray(_predict(graphdef, state, x, onehot[y]))[:batch_size - pad])
   return np.concatenate(preds) if preds else np.zeros(0, bool)
 
 

@@ -461,11 +461,11 @@ def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict) -> Non
                           np.asarray(gen['image'])[idx], labels[idx], signs_lib.SIGNS,
                           seed=int(config['seed']))
   rows = c2st.quality_rows(int(config['fold']), res, res['c2st'])
-  stage_files.write_text(os.path.join(workdir, 'quality.csv'), c2st.to_csv(rows))
-  md = os.path.join(workdir, 'quality.md')
+  wd.write_text(os.path.join(workdir, wd.QUALITY_CSV), c2st.to_csv(rows))
+  md = os.path.join(workdir, wd.QUALITY_MD)
   with open(md) as f:
     section = f.read()
-  stage_files.write_text(md, section + '\n' + c2st.to_markdown(res['c2st']))
+  wd.write_text(md, section + '\n' + c2st.to_markdown(res['c2st']))
 
 
 def run_stage(config, workdir: str) -> dict:

@@ -42,6 +42,7 @@ FIG3_FILE = 'fig3_real_vs_generated.png'  # generate stage: the paper's Fig. 3 g
 QUALITY_JSON = 'quality.json'  # quality stage: every measure
 QUALITY_MD = 'quality.md'  # quality stage: the report section
 MEMORISATION_PNG = 'memorisation.png'  # quality stage: the most suspicious patches
+QUALITY_CSV = 'quality.csv'  # quality stage (and report): one row per fold and sign
 
 # Files and folders of a reproduce run's workdir.
 STATUS_FILE = 'status.json'  # stage states, errors and times

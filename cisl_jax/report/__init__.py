@@ -199,20 +199,19 @@ def _quality(workdir, report: pathlib.Path) -> str:
   if not parts:
     return ('## Generated-sample quality\n\nNo quality stage results in this run '
             '(`fold<k>/quality/quality.md` absent).\n')
-  csvs = [d / 'quality' / 'quality.csv' for d in results.fold_dirs(workdir).values()]
+  csvs = [d / wd.QUALITY / wd.QUALITY_CSV for d in wd.fold_dirs(workdir).values()]
   csvs = [c.read_text().splitlines() for c in csvs if c.exists()]
   head = ''
   if csvs:  # one table of every fold's rows beside the report
-    stage_files.write_text(report / 'quality.csv',
-                           '\n'.join(csvs[0][:1] + [r for c in csvs for r in c[1:]]) + '\n')
+    wd.write_text(report / wd.QUALITY_CSV, '\n'.join(csvs[0][:1] + [r for c in csvs for r in c[1:]]) + '\n')
     head = 'Every fold\'s rows: [quality.csv](quality.csv).\n\n'
   return '## Generated-sample quality\n\n' + _recipe(workdir) + head + '\n'.join(parts)
 
 
 def _recipe(workdir) -> str:
   """Which CVAE-GAN objective made the samples (config.gan.recipe of the GAN stages)."""
-  for d in results.fold_dirs(workdir).values():
-    path = d / 'gan' / 'config.json'
+  for d in wd.fold_dirs(workdir).values():
+    path = d / wd.GAN / wd.CONFIG_FILE
     if path.exists():
       gan = json.loads(path.read_text()).get('gan', {})
       recipe = gan.get('recipe', 'paper')
