@@ -209,7 +209,8 @@ def plan(config, workdir) -> list[Stage]:
       add(wd.QUALITY, 'quality', 'quality', ml_collections.ConfigDict(dict(
           _shared(config, fold), generated_dir=gen_dir,
           features_from=path(wd.ten_stage('scratch')),
-          max_generated=config.quality.max_generated)), (wd.GENERATE, wd.ten_stage('scratch')))
+          max_generated=config.quality.max_generated,
+          c2st_steps=config.quality.c2st_steps)), (wd.GENERATE, wd.ten_stage('scratch')))
   return stages
 
 

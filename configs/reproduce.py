@@ -90,5 +90,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.quality = config_dict.ConfigDict()  # generated-sample quality (cisl_jax/quality.py)
   c.quality.enabled = True  # measure each fold's generated set against its real folds
   c.quality.max_generated = 200 if quick else 1000  # generated patches per sign measured
+  c.quality.c2st_steps = 300  # training steps of the automated Turing test's CNN, per half
   c.lock()
   return c

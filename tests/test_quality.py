@@ -142,13 +142,18 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   input_pipeline.write_generated(str(tmp_path / 'generate' / 'set'), gen, gl)
   config = {'data_dir': 'd', 'source': 'phantom', 'num_folds': 3, 'fold': 0, 'seed': 0,
             'generated_dir': str(tmp_path / 'generate'), 'max_generated': 4, 'k': 1,
-            'features_from': str(tmp_path / 'ten_scratch')}
+            'features_from': str(tmp_path / 'ten_scratch'), 'c2st_steps': 5}
   metrics = quality.run_stage(config, str(tmp_path / 'quality'))
   assert metrics['per_sign']['lobulation']['num_generated'] == 4
   assert metrics['per_sign']['lobulation']['memorisation']['pixel_share'] == 1.0
   assert metrics['per_sign']['GGO']['num_train'] == 4
   assert (tmp_path / 'quality' / 'memorisation.png').is_file()
   assert 'ten_scratch' in (tmp_path / 'quality' / 'quality.md').read_text()
+  assert 'Automated visual Turing test' in (tmp_path / 'quality' / 'quality.md').read_text()
+  csv = (tmp_path / 'quality' / 'quality.csv').read_text().splitlines()
+  assert csv[0].split(',')[-1] == 'c2st' and csv[-1].startswith('0,overall,')
+  assert len(csv) == 1 + signs_lib.NUM_SIGNS + 1
+  assert 0 <= metrics['c2st']['overall']['c2st'] <= 1
   # Finished: a second call reads metrics.json back.
   assert quality.run_stage(config, str(tmp_path / 'quality')) == json.loads(
       (tmp_path / 'quality' / 'metrics.json').read_text())

@@ -1,0 +1,42 @@
+"""The automated Turing test (C2ST): catches fakes that differ, not ones that do not;
+quality.csv's columns."""
+import numpy as np
+
+from cisl_jax import c2st
+
+SIGNS = ('A', 'B')
+
+
+def noise(n, seed, scale=0.5):
+  return np.tanh(np.random.default_rng(seed).normal(0, scale, (n, 64, 64, 1))).astype(np.float32)
+
+
+def test_c2st_catches_blurred_fakes_and_passes_real_ones():
+  labels = np.arange(80) % 2
+  real = noise(80, 0)
+  # Fakes as a CVAE makes them: the mean, no texture.
+  blurred = np.zeros_like(real) + real.mean()
+  caught = c2st.c2st(real, labels, blurred, labels, SIGNS, steps=60)
+  assert caught['overall']['c2st'] >= 0.9
+  assert caught['overall']['fake_as_real'] <= 0.1
+  assert set(caught['per_sign']) == set(SIGNS) and caught['overall']['n'] == 80
+  passed = c2st.c2st(real, labels, noise(80, 1), labels, SIGNS, steps=60)
+  assert abs(passed['overall']['c2st'] - 0.5) <= 0.2
+
+
+def test_quality_rows_and_csv():
+  m = {'fd': 3.0, 'fd_real_train_vs_held_out': 1.0, 'precision': 0.5, 'recall': float('nan'),
+       'diversity': {'ratio': 0.9}, 'memorisation': {'share': 0.6, 'chance': 0.66}}
+  results = {'per_sign': {'A': m}, 'overall': m}
+  t = {'per_sign': {'A': {'c2st': 0.7}}, 'overall': {'c2st': 0.65}}
+  rows = c2st.quality_rows(2, results, t)
+  assert [r['sign'] for r in rows] == ['A', 'overall'] and rows[1]['c2st'] == 0.65
+  text = c2st.to_csv(rows).splitlines()
+  assert text[0] == ('fold,sign,fd,fd_floor,precision,recall,diversity,memorised,'
+                     'memorised_chance,c2st')
+  assert text[1] == '2,A,3,1,0.5,,0.9,0.6,0.66,0.7'
+  md = c2st.to_markdown({'per_sign': {'A': {'c2st': 0.7, 'fake_as_real': 0.2,
+                                            'real_as_fake': 0.4, 'n': 5}},
+                         'overall': {'c2st': 0.7, 'fake_as_real': 0.2, 'real_as_fake': 0.4,
+                                     'n': 5}})
+  assert '| A | 5 | 0.700 | 0.200 | 0.400 |' in md and 'radiologist' in md
