@@ -78,10 +78,14 @@ def discriminator_adversarial(real_logits: jax.Array, *fake_logits: jax.Array,
   'ns' with two fake sets is exactly losses.discriminator_loss (the paper's).
   """
   if kind == 'hinge':
-    return (jnp.mean(jax.nn.relu(1.0 - real_logits))
-            + sum(jnp.mean(jax.nn.relu(1.0 + f)) for f in fake_logits))
-  return (losses.sigmoid_cross_entropy(real_logits, 1.0)
-          + sum(losses.sigmoid_cross_entropy(f, 0.0) for f in fake_logits))
+    loss = jnp.mean(jax.nn.relu(1.0 - real_logits))
+    fake = lambda f: jnp.mean(jax.nn.relu(1.0 + f))
+  else:
+    loss = losses.sigmoid_cross_entropy(real_logits, 1.0)
+    fake = lambda f: losses.sigmoid_cross_entropy(f, 0.0)
+  for f in fake_logits:  # left to right, as the paper's sum: the same float rounding
+    loss = loss + fake(f)
+  return loss
 
 
 def init_lecam() -> dict[str, jax.Array]:
