@@ -205,10 +205,17 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
   ft, fh, fg = (extract_features(feature_fn, x)
                 for x in (train_images, held_images, gen_images))
   pt, ph, pg = (_as_2d(x) for x in (train_images, held_images, gen_images))
-  per_sign, rows = {}, []
+  per_sign, rows, skipped = {}, [], {}
   for s, name in enumerate(signs_lib.SIGNS):
     t, h, g = train_labels == s, held_labels == s, gen_labels == s
     if not g.any() and not t.any():
+      continue
+    # A sign absent from one of the three sets cannot be measured (small data of one's
+    # own): say which and why, rather than fail on an empty array.
+    absent = [what for what, m in (('real training', t), ('real held-out', h),
+                                   ('generated', g)) if not m.any()]
+    if absent:
+      skipped[name] = f'no {" and no ".join(absent)} patches'
       continue
     per_sign[name], mem = _measures(ft[t], fh[h], fg[g], pt[t], ph[h], pg[g], k, seed)
     # Suspects are ranked within their sign: a GGO copy is a copy of a GGO patch.
@@ -235,7 +242,8 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
                  'd_held': float(dh), 'generated': gen_images[gi],
                  'nearest_train': train_images[ti], 'nearest_held': held_images[hi]}
                 for ratio, name, gi, ti, hi, dt, dh in rows[:num_suspicious]]
-  return {'per_sign': per_sign, 'overall': overall, 'suspicious': suspicious, 'k': k}
+  return {'per_sign': per_sign, 'overall': overall, 'suspicious': suspicious, 'k': k,
+          'skipped_signs': skipped}
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -270,6 +278,8 @@ def to_markdown(results: dict, figure_name: str = 'memorisation.png',
         f'{_fmt(mem["share"])} | {_fmt(mem["pixel_share"])} | {_fmt(mem["chance"])} |')
   lines += ['', 'Overall FD/precision/recall/diversity pool all signs; overall '
             'memorisation is the per-sign shares weighted by generated counts.']
+  for name, why in (results.get('skipped_signs') or {}).items():
+    lines += [f'- {name}: not measured: {why} in this fold.']
   precision = results['overall']['precision']
   if precision is not None and not np.isnan(precision) and precision < PRECISION_FLOOR:
     lines += ['', f'**Caution:** overall precision is {precision:.3f}: the generated patches '

@@ -157,3 +157,21 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   # Finished: a second call reads metrics.json back.
   assert quality.run_stage(config, str(tmp_path / 'quality')) == json.loads(
       (tmp_path / 'quality' / 'metrics.json').read_text())
+
+
+def test_signs_absent_from_a_set_are_skipped_with_the_reason():
+  # Small data of one's own: spiculation only in training, lobulation nowhere real. The
+  # stage used to crash ("cannot reshape array of size 0").
+  rng = np.random.default_rng(0)
+  mean = np.linspace(-0.8, 0.8, signs_lib.NUM_SIGNS)
+  tl = np.array([0] * 12 + [4] * 6)
+  hl = np.array([0] * 6)
+  gl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 10)  # the GAN generates every sign
+  train, held, gen = (_patches(rng, l, mean) for l in (tl, hl, gl))
+  res = quality.evaluate(lambda x: x.reshape(len(x), -1)[:, :16], train, tl, held, hl,
+                         gen, gl, k=3, num_suspicious=2)
+  assert set(res['per_sign']) == {'GGO'}
+  assert res['skipped_signs']['spiculation'] == 'no real held-out patches'
+  assert res['skipped_signs']['lobulation'] == 'no real training and no real held-out patches'
+  assert '- spiculation: not measured: no real held-out patches in this fold.' in \
+      quality.to_markdown(res)
