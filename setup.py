@@ -9,6 +9,7 @@ INSTALL_REQUIRES = [
     'absl-py==2.5.1',
     'array_record==0.8.6',
     'flax==0.12.8',
+    'highdicom==0.28.2',  # predict's DICOM Segmentations (pulls pyjpegls)
     'jax==0.10.2',
     'jaxlib==0.10.2',
     'matplotlib==3.11.2',
@@ -18,6 +19,7 @@ INSTALL_REQUIRES = [
     'orbax-checkpoint==0.12.8',
     'pillow==13.0.0',
     'pydicom==3.0.2',
+    'pyjpegls==1.5.1',  # highdicom's JPEG-LS codec, pinned with it
     # pydicom's pixel-data plugins for compressed DICOM (clinical exports): JPEG and
     # JPEG-LS through libjpeg, JPEG 2000 through openjpeg. RLE is pydicom's own.
     'pylibjpeg==2.1.0',

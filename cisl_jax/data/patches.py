@@ -89,28 +89,46 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
       (size, size), Image.BILINEAR), np.float32)
 
 
+def too_large(box: tuple[int, int, int, int], shape: tuple[int, int],
+              cfg: ml_collections.ConfigDict) -> bool:
+  """Whether a box (x0, y0, x1, y1) on a (rows, cols) slice falls under the drop rule."""
+  x0, y0, x1, y1 = box
+  return x1 - x0 > cfg.max_box_share * shape[1] or y1 - y0 > cfg.max_box_share * shape[0]
+
+
+def box_crops(img: np.ndarray, box: tuple[int, int, int, int],
+              cfg: ml_collections.ConfigDict) -> list[tuple[np.ndarray, str]]:
+  """(patch, kind) pairs of one box (x0, y0, x1, y1) on a windowed slice `img`.
+
+  The rules above, without labels: `sign_patches` for the dataset and `cisl_jax.predict`
+  for new scans cut boxes through this one function, so both see the same patches.
+  """
+  s = cfg.size
+  rows, cols = img.shape
+  x0, y0, x1, y1 = box
+  width, height = x1 - x0, y1 - y0
+  if width <= s and height <= s:
+    x = _origin((x0 + x1) / 2.0, s, cols)
+    y = _origin((y0 + y1) / 2.0, s, rows)
+    return [(img[y:y + s, x:x + s], 'centred')]
+  out = []
+  for y in _window_starts(y0, y1, s, cfg.stride, rows):
+    for x in _window_starts(x0, x1, s, cfg.stride, cols):
+      out.append((img[y:y + s, x:x + s], 'window'))
+  side = max(width, height)
+  x = _origin((x0 + x1) / 2.0, side, cols)
+  y = _origin((y0 + y1) / 2.0, side, rows)
+  out.append((_resize(img[y:y + side, x:x + side], s), 'scaled'))
+  return out
+
+
 def sign_patches(img: np.ndarray, box: BoxedSlice, cfg: ml_collections.ConfigDict,
                  slice_signs: np.ndarray) -> list[Patch]:
   """Patches of one (not dropped) box from a windowed slice `img`."""
-  s = cfg.size
-  rows, cols = img.shape
   label = signs.code(box.sign)
   xyxy = (box.x0, box.y0, box.x1, box.y1)
-  make = lambda im, kind: Patch(np.ascontiguousarray(im, np.float32), label, box.patient_id,
-                                box.path, xyxy, kind, slice_signs)
-  if box.width <= s and box.height <= s:
-    x = _origin((box.x0 + box.x1) / 2.0, s, cols)
-    y = _origin((box.y0 + box.y1) / 2.0, s, rows)
-    return [make(img[y:y + s, x:x + s], 'centred')]
-  out = []
-  for y in _window_starts(box.y0, box.y1, s, cfg.stride, rows):
-    for x in _window_starts(box.x0, box.x1, s, cfg.stride, cols):
-      out.append(make(img[y:y + s, x:x + s], 'window'))
-  side = max(box.width, box.height)
-  x = _origin((box.x0 + box.x1) / 2.0, side, cols)
-  y = _origin((box.y0 + box.y1) / 2.0, side, rows)
-  out.append(make(_resize(img[y:y + side, x:x + side], s), 'scaled'))
-  return out
+  return [Patch(np.ascontiguousarray(im, np.float32), label, box.patient_id, box.path, xyxy,
+                kind, slice_signs) for im, kind in box_crops(img, xyxy, cfg)]
 
 
 def background_patches(img: np.ndarray, hu: np.ndarray, boxes: Sequence[BoxedSlice],
@@ -168,7 +186,7 @@ def slice_patches(hu: np.ndarray, boxes: Sequence[BoxedSlice], cfg: ml_collectio
     slice_signs[signs.code(b.sign)] = 1
   patches, dropped = [], []
   for b in signed:
-    if b.width > cfg.max_box_share * cols or b.height > cfg.max_box_share * rows:
+    if too_large((b.x0, b.y0, b.x1, b.y1), (rows, cols), cfg):
       dropped.append(b)
       continue
     patches.extend(sign_patches(img, b, cfg, slice_signs))
