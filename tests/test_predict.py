@@ -209,7 +209,7 @@ def test_bad_workdirs_name_the_folder_and_the_fix(trained, tmp_path):
   gan = tmp_path / 'gan'
   gan.mkdir()
   (gan / 'config.json').write_text(json.dumps({'gan': {}, 'num_steps': 3}))
-  cases.append((gan, 'not a classifier'))
+  cases.append((gan, 'is a train_gan.py run .*, not a classifier run'))
   for wd, message in cases:
     with pytest.raises(ValueError, match=message) as info:
       run_lib.predict(config(), str(wd), slice_path, str(out))
@@ -224,7 +224,10 @@ def test_bad_slices_name_the_file_and_the_fix(trained, tmp_path):
   (bad / 'notes.dcm').write_text('not an image')
   helpers.write_ct(bad / 'mr.dcm', helpers.chest(0), modality='MR')
   helpers.write_ct(bad / 'multi.dcm', helpers.chest(0), frames=2)
-  helpers.write_ct(bad / 'nolung.dcm', np.full((160, 160), 40.0, np.float32))
+  body = helpers.chest(0)
+  body[body < -500] = 40.0
+  body[:, :8] = -1000.0  # air only outside the body, at the border: no lung field
+  helpers.write_ct(bad / 'nolung.dcm', body)
   out = tmp_path / 'out'
   cases = [('notes.dcm', 'not a DICOM file'), ('mr.dcm', "Modality is 'MR', not CT"),
            ('multi.dcm', r'2 frame\(s\).*one single-channel 2-D frame'),

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pydicom
 
+from cisl_jax.data import ct_check
 from cisl_jax.data import dicom
 from cisl_jax.data.sources import manifest as manifest_lib
 
@@ -67,9 +68,14 @@ def _is_dicom_file(path: str) -> bool:
 
 
 def read_slice(path: str, boxes: list[Box]) -> Slice:
-  """One DICOM CT slice; DicomError (named file, fix) for non-DICOM, non-CT, multi-frame."""
+  """One DICOM CT slice; DicomError (named file, fix) for non-DICOM, non-CT, multi-frame
+  or implausible HU (cisl_jax.data.ct_check)."""
   ds = dicom.read_dataset(path)
   hu = dicom.to_hounsfield(ds, path)
+  try:
+    ct_check.check(hu, path, 'dicom')
+  except ct_check.ImplausibleCT as e:
+    raise dicom.DicomError(str(e)) from None
   if 'SOPInstanceUID' not in ds:
     raise dicom.DicomError(f'{path}: no SOP Instance UID; predict needs it to reference the '
                            'slice from its outputs. Export the slice with its full header.')

@@ -6,34 +6,18 @@ latest checkpoint, and run through the same jitted evaluation step and batching 
 probabilities here as there.
 """
 import dataclasses
-import json
 import os
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from cisl_jax import run_config
 from cisl_jax import signs
 
 
 class ModelError(ValueError):
   """A workdir that does not hold a usable classifier; the message names it and the fix."""
-
-
-def _train_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise ModelError(f'{path} not found: --classifier_workdir must be the --workdir of a '
-                     'finished train_classifier.py run (e.g. workdir/quick/fold0/ten_finetune).')
-  with open(path) as f:
-    raw = json.load(f)
-  from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
-  if raw.get('mode') not in classifier.MODES or 'task' not in raw or 'width' not in raw:
-    kind = 'a CVAE-GAN or generation' if 'gan' in raw or 'gan_workdir' in raw else 'another kind of'
-    raise ModelError(f'{workdir}: its config.json is of {kind} run, not a classifier (no '
-                     'classifier mode/task/width); give the workdir of a train_classifier.py '
-                     'run, e.g. <workdir>/fold0/ten_finetune.')
-  return ml_collections.ConfigDict(raw)
 
 
 def _checkpoint_shapes(directory: str, step: int) -> dict[str, tuple[int, ...]]:
@@ -118,10 +102,7 @@ def restore(workdir: str, batch_size: int = 256) -> Classifier:
   from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
   from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
-  if not os.path.isdir(workdir):
-    raise ModelError(f'{workdir}: no such folder; --classifier_workdir must be the --workdir '
-                     'of a train_classifier.py run.')
-  config = _train_config(workdir)
+  config = run_config.classifier_config(workdir, flag='--classifier_workdir')
   try:
     task = common.task_name(config)
     sign = signs.SIGNS[common.sign_code(config)] if task == 'binary' else None

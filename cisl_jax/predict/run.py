@@ -9,8 +9,6 @@ place only when everything is done, so a failure leaves nothing at --out.
 """
 import json
 import os
-import shutil
-import tempfile
 import time
 from typing import Any
 
@@ -18,7 +16,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from cisl_jax import signs
+from cisl_jax import workdir as workdir_lib
 from cisl_jax.data import dicom
 from cisl_jax.data import patches as patches_lib
 from cisl_jax.predict import boxes as boxes_lib
@@ -105,20 +103,11 @@ def predict(config: ml_collections.ConfigDict, classifier_workdir: str, input_pa
   config.patches = patch_rules(config, model)
   if config.box:
     listed = [(p, [inputs.parse_box(config.box)]) for p, _ in listed]
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.tmp-', dir=parent)
-  try:
+  with workdir_lib.atomic_dir(out) as tmp:
     summary = _run(config, model, listed, tmp)
     summary['out'] = out
-    with open(os.path.join(tmp, SUMMARY_FILE), 'w') as f:
-      json.dump(summary, f, indent=2)
-    _check_out(out)
-    if os.path.isdir(out):
-      os.rmdir(out)
-    os.rename(tmp, out)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    workdir_lib.write_json(os.path.join(tmp, SUMMARY_FILE), summary)
+    _check_out(out)  # nothing appeared there meanwhile
   print(f'predict: {summary["num_slices"]} slices ({summary["num_mapped"]} mapped, '
         f'{summary["num_boxes"]} boxes classified, {summary["num_detections"]} detections); '
         f'wrote {os.path.join(out, CSV_FILE)}')
