@@ -36,6 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.overlay_min = 0.3  # PNG: maps are drawn where the probability is at least this
   c.max_labels = 12  # PNG: every detection's box is drawn, the strongest this many labelled
   c.dicom = True  # write a DICOM Segmentation per series of mapped slices
+  # Also write maps/<nnnn>.npz per mapped slice (maps_lib.SliceMaps.from_arrays reads it).
+  c.save_maps = False
   c.skip_bad = False  # skip (and list) non-CT, multi-frame or lung-less slices
   c.lock()
   return c

@@ -283,3 +283,39 @@ def test_real_fixture_slices(trained, tmp_path):
   with pytest.raises(ValueError, match='001.dcm: the lung mask is empty'):
     run_lib.predict(config(), str(trained[2]), str(root / '001.dcm'), str(tmp_path / 'top'))
   nothing_left(tmp_path / 'top')
+
+
+def test_froc_counts_found_signs_and_false_positives():
+  from cisl_jax.predict import froc
+  det = lambda sign, box: maps_lib.Detection(sign, 0.9, 0.8, box)
+  slices = [
+      # a GGO box found (overlapping GGO detection), a CV detection elsewhere: 1 FP
+      ([('GGO', (10, 10, 30, 30))], [det('GGO', (25, 25, 60, 60)), det('CV', (0, 0, 5, 5))]),
+      # an OP box with only a GGO detection on it: OP missed, the GGO one is an FP
+      ([('OP', (0, 0, 100, 100))], [det('GGO', (40, 40, 50, 50))]),
+      # a sign-free slice with nothing: no FP, still counted per slice
+      ([], []),
+      # touching edges do not overlap (half-open boxes)
+      ([('CV', (10, 10, 20, 20))], [det('CV', (20, 10, 30, 20))]),
+  ]
+  pt = froc.score(slices, 0.5)
+  assert (pt.found, pt.boxes, pt.false_positives) == (1, 3, 3)
+  assert pt.sensitivity == 1 / 3 and pt.fp_per_slice == 3 / 4
+  assert pt.per_sign == {'GGO': [1, 1], 'OP': [0, 1], 'CV': [0, 1]}
+
+
+def test_saved_maps_round_trip_and_sweep():
+  from cisl_jax.predict import froc
+  img = np.zeros((128, 128), np.float32)
+  img[20:40, 20:40] = 1.0
+  field = np.zeros((128, 128), bool)
+  field[8:120, 8:120] = True
+  mean = lambda w: np.stack([w.reshape(len(w), -1).mean(1)] * 2, 1) * [1.0, 0.5]
+  g = maps_lib.grid(img.shape, field, 64, 16)
+  m = maps_lib.SliceMaps(field, g, mean(maps_lib.windows(img, g)).astype(np.float32))
+  back = maps_lib.SliceMaps.from_arrays(m.arrays())
+  np.testing.assert_array_equal(back.full(), m.full())
+  assert back.full().shape == (2, 128, 128)
+  points = froc.sweep([([('GGO', (20, 20, 40, 40))], back)], ['GGO', 'CV'], [0.01, 0.5])
+  assert points[0].found == 1 and points[0].false_positives == 1  # CV region at 0.01
+  assert points[1].found == 0 and points[1].false_positives == 0

@@ -29,6 +29,7 @@ class Grid:
   ys: np.ndarray  # int (ny,) window rows
   xs: np.ndarray  # int (nx,) window columns
   size: int
+  stride: int
   run: np.ndarray  # bool (ny, nx): the window's cell touches the field
   cell_y: np.ndarray  # int (rows,): the grid row of each pixel row (nearest centre)
   cell_x: np.ndarray  # int (cols,)
@@ -72,7 +73,7 @@ def grid(shape: tuple[int, int], field_mask: np.ndarray, size: int, stride: int)
   touched = np.zeros((len(ys), len(xs)), bool)
   rr, cc = np.nonzero(field_mask)
   touched[cell_y[rr], cell_x[cc]] = True
-  return Grid(ys, xs, size, touched, cell_y, cell_x)
+  return Grid(ys, xs, size, stride, touched, cell_y, cell_x)
 
 
 def windows(img: np.ndarray, g: Grid) -> np.ndarray:
@@ -90,6 +91,31 @@ def expand(g: Grid, values: np.ndarray, field_mask: np.ndarray) -> np.ndarray:
   return np.moveaxis(full, -1, 0) * field_mask[None].astype(np.float32)
 
 
+@dataclasses.dataclass
+class SliceMaps:
+  """One slice's maps, compactly: the field, the grid and each run window's values."""
+  field: np.ndarray  # bool (rows, cols)
+  grid: Grid
+  values: np.ndarray  # float32 (N, S): the run windows' sign probabilities, row-major
+
+  def full(self) -> np.ndarray:
+    """The maps (S, rows, cols)."""
+    return expand(self.grid, self.values, self.field)
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """What `from_arrays` needs, as arrays (for an .npz)."""
+    return {'field': np.packbits(self.field), 'shape': np.array(self.field.shape),
+            'values': self.values, 'size': np.array(self.grid.size),
+            'stride': np.array(self.grid.stride)}
+
+  @classmethod
+  def from_arrays(cls, a) -> 'SliceMaps':
+    shape = tuple(int(v) for v in a['shape'])
+    field_mask = np.unpackbits(a['field'])[:shape[0] * shape[1]].reshape(shape).astype(bool)
+    g = grid(shape, field_mask, int(a['size']), int(a['stride']))
+    return cls(field_mask, g, np.asarray(a['values'], np.float32))
+
+
 def probability_maps(img: np.ndarray, field_mask: np.ndarray, sign_probs: Callable,
                      size: int, stride: int) -> np.ndarray:
   """(S, rows, cols) maps; `sign_probs(windows (N, size, size)) -> (N, S)`."""
@@ -102,6 +128,7 @@ def detections(maps: np.ndarray, names: list[str], threshold: float) -> list[Det
   out = []
   for name, m in zip(names, maps):
     labels, n = ndimage.label(m >= threshold, structure=np.ones((3, 3), bool))
+    del n
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
       region = m[sl][labels[sl] == i]
       out.append(Detection(name, float(region.max()), float(region.mean()),
@@ -110,9 +137,10 @@ def detections(maps: np.ndarray, names: list[str], threshold: float) -> list[Det
 
 
 def slice_maps(hu: np.ndarray, cfg: ml_collections.ConfigDict, sign_probs: Callable,
-               path: str = '<slice>') -> tuple[np.ndarray, np.ndarray]:
-  """(maps (S, rows, cols), field mask) of one slice in HU under the predict config."""
+               path: str = '<slice>') -> SliceMaps:
+  """The maps of one slice in HU under the predict config (`.full()` for the arrays)."""
   p = cfg.patches
   mask = field(hu, p.lung_mask, cfg.margin_px, path)
   img = patches_lib.window(hu, p.hu_level, p.hu_width)
-  return probability_maps(img, mask, sign_probs, p.size, cfg.stride), mask
+  g = grid(img.shape, mask, p.size, cfg.stride)
+  return SliceMaps(mask, g, np.asarray(sign_probs(windows(img, g)), np.float32))

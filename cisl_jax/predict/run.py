@@ -28,6 +28,7 @@ from cisl_jax.predict import outputs
 MODES = ('auto', 'boxes', 'map')
 CSV_FILE = 'predictions.csv'
 SUMMARY_FILE = 'summary.json'
+MAPS_DIR = 'maps'  # config.save_maps: <nnnn>.npz per mapped slice
 
 
 class OutputError(ValueError):
@@ -132,7 +133,8 @@ def _run(config, model: model_lib.Classifier, listed, tmp: str) -> dict[str, Any
         results, skip = boxes_lib.classify_boxes(img, s.boxes, config, class_probs, path)
         maps, labelled = None, []
       else:
-        maps, _ = maps_lib.slice_maps(s.hu, config, sign_probs, path)
+        compact = maps_lib.slice_maps(s.hu, config, sign_probs, path)
+        maps = compact.full()
         found = maps_lib.detections(maps, names, config.threshold)
         results, skip = [], []
     except (dicom.DicomError, maps_lib.EmptyLungError) as e:
@@ -167,7 +169,11 @@ def _run(config, model: model_lib.Classifier, listed, tmp: str) -> dict[str, Any
       labelled = [(d.sign, f'{d.sign} {d.peak:.2f}' if d in strongest else '', d.box)
                   for d in found]
       n_det += len(found)
-      mapped.append((s, maps.astype(np.float16)))
+      mapped.append((s, compact))
+      if config.save_maps:  # e.g. for a threshold sweep (cisl_jax/predict/froc.py)
+        workdir_lib.save_npz(os.path.join(tmp, MAPS_DIR, f'{i:04d}.npz'), **compact.arrays(),
+                             signs=np.array(names), file=np.array(path),
+                             sop_instance_uid=np.array(s.sop_uid))
     title = (f'{os.path.basename(path)}  ·  {model.task} model {os.path.basename(model.workdir)}'
              f' step {model.step}  ·  ' + ('boxes' if use_boxes else
                                            f'stride {config.stride}, threshold {config.threshold}'))
@@ -197,7 +203,7 @@ def _write_segmentations(config, model, mapped, tmp: str) -> list[str]:
   by_uid = {s.sop_uid: m for s, m in mapped}
   written = []
   for k, series in enumerate(inputs.group_series([s for s, _ in mapped])):
-    stack = np.stack([by_uid[s.sop_uid].astype(np.float32) for s in series])
+    stack = np.stack([by_uid[s.sop_uid].full() for s in series])
     seg = dicom_out.segmentation([s.dataset for s in series], stack, model.mapped_signs,
                                  series_number=900 + k,
                                  description=f'CISL maps, {model.task}, stride {config.stride}')
