@@ -11,7 +11,8 @@ positives per slice, at the default threshold and over a threshold sweep. Writes
 <out>/froc.json, froc.csv and froc.png (default out: <workdir>/froc_fold<k>), plus the
 predict output folder <out>/predict. The slices come from the dataset's source: a
 manifest's own files, or (phantom) the phantom written again from the dataset card's
-seed and settings. Boxes the dataset drops (over half the slice) are not counted.
+seed and settings into <out>/phantom (kept, and reused by a rerun). Boxes the
+dataset drops (over half the slice) are not counted.
 """
 import argparse
 import csv
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
@@ -57,8 +59,10 @@ def held_out_slices(data_dir: str, source: str, fold: int, tmp: str):
   cfg = ml_collections.ConfigDict(card['config'])
   patients = set(card['folds'][f'fold{fold}']['patients'])
   if source == 'phantom':
-    print(f'froc: writing the phantom again (seed {cfg.seed}) to read fold {fold}\'s slices')
-    manifest = tfds_builder.write_phantom(os.path.join(tmp, 'phantom'), cfg)
+    manifest = os.path.join(tmp, 'phantom', 'manifest.csv')
+    if not os.path.isfile(manifest):  # kept in <out>/phantom for a rerun
+      print(f'froc: writing the phantom again (seed {cfg.seed}) to read fold {fold}\'s slices')
+      manifest = tfds_builder.write_phantom(os.path.join(tmp, 'phantom'), cfg)
   else:
     manifest = card['input']
   records, _ = manifest_lib.load(manifest, check_slices=False)
@@ -98,8 +102,11 @@ def main():
   out = pathlib.Path(a.out or pathlib.Path(a.workdir) / f'froc_fold{a.fold}')
   config = _load_config('predict')
   config.mode, config.stride, config.save_maps = 'map', a.stride, True
+  out.mkdir(parents=True, exist_ok=True)
+  if (out / 'predict').exists():
+    shutil.rmtree(out / 'predict')  # a previous run's; predict refuses to mix results
   with tempfile.TemporaryDirectory(prefix='froc-') as tmp:
-    rows, rules = held_out_slices(a.data_dir, source, a.fold, tmp)
+    rows, rules = held_out_slices(a.data_dir, source, a.fold, str(out))
     # Boxes the dataset's size rule drops are not counted; the rest are the truth.
     truth, manifest_rows, dropped = {}, ['patient_id,path,sign,x0,y0,x1,y1'], 0
     for path, boxes in sorted(rows.items()):
@@ -116,7 +123,7 @@ def main():
   slice_maps = []
   for f in sorted((out / 'predict' / run_lib.MAPS_DIR).iterdir()):
     with np.load(f) as a_:
-      slice_maps.append((truth[str(a_['file'])], maps_lib.SliceMaps.from_arrays(a_)))
+      slice_maps.append((truth[str(a_['path'])], maps_lib.SliceMaps.from_arrays(a_)))
   thresholds = sorted(set(THRESHOLDS) | {float(config.threshold)})
   points = froc.sweep(slice_maps, names, thresholds)
   default = next(pt for pt in points if pt.threshold == float(config.threshold))

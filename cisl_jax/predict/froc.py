@@ -7,7 +7,6 @@ slice over every slice looked at, sign-free slices included.
 """
 import dataclasses
 
-import numpy as np
 
 from cisl_jax.predict import maps as maps_lib
 
