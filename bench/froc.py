@@ -123,7 +123,7 @@ def main():
   slice_maps = []
   for f in sorted((out / 'predict' / run_lib.MAPS_DIR).iterdir()):
     with np.load(f) as a_:
-      slice_maps.append((truth[str(a_['path'])], maps_lib.SliceMaps.from_arrays(a_)))
+      slice_maps.append((truth[str(a_['slice_file'])], maps_lib.SliceMaps.from_arrays(a_)))
   thresholds = sorted(set(THRESHOLDS) | {float(config.threshold)})
   points = froc.sweep(slice_maps, names, thresholds)
   default = next(pt for pt in points if pt.threshold == float(config.threshold))

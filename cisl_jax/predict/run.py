@@ -172,7 +172,7 @@ def _run(config, model: model_lib.Classifier, listed, tmp: str) -> dict[str, Any
       mapped.append((s, compact))
       if config.save_maps:  # e.g. for a threshold sweep (cisl_jax/predict/froc.py)
         workdir_lib.save_npz(os.path.join(tmp, MAPS_DIR, f'{i:04d}.npz'), **compact.arrays(),
-                             signs=np.array(names), path=np.array(path),
+                             signs=np.array(names), slice_file=np.array(path),
                              sop_instance_uid=np.array(s.sop_uid))
     title = (f'{os.path.basename(path)}  ·  {model.task} model {os.path.basename(model.workdir)}'
              f' step {model.step}  ·  ' + ('boxes' if use_boxes else
