@@ -142,9 +142,13 @@ def test_map_mode_on_a_series_writes_csv_png_and_a_segmentation(trained, tmp_pat
   manifest, _, workdir = trained
   series = manifest.parent / 'P1'
   out = tmp_path / 'series'
-  summary = run_lib.predict(config(stride=16, threshold=0.05), str(workdir), str(series),
-                            str(out))
+  summary = run_lib.predict(config(stride=16, threshold=0.05, save_maps=True), str(workdir),
+                            str(series), str(out))
   assert summary['num_mapped'] == 2 and len(summary['mapped_signs']) == 9
+  saved = sorted((out / run_lib.MAPS_DIR).iterdir())
+  with np.load(saved[0]) as a:
+    assert str(a['slice_file']) == str(series / 's1.dcm')
+    assert maps_lib.SliceMaps.from_arrays(a).full().shape == (9, 160, 160)
   pngs = sorted((out / 'png').iterdir())
   assert len(pngs) == 2 and all(p.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' for p in pngs)
   rows = read_csv(out)
