@@ -12,11 +12,11 @@ from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-n
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
 
 
-def make_step(batch: int, width: float = 1.0):
+def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
   """A no-argument callable running one real train step on a fixed batch."""
   config = common.load_config('train_classifier', 'paper')
   config.unlock()
-  config.width, config.batch_size = width, batch
+  config.width, config.batch_size, config.fast_conv = width, batch, fast_conv
   init_key, _, train_key = train_common.split_keys(config.seed)
   graphdef, state, tx, preprocess_fn = train_lib.init_state(config, init_key)
   step_fn = train_lib.make_train_step(tx, preprocess_fn)

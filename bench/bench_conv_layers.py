@@ -3,7 +3,7 @@
   python bench/bench_conv_layers.py --batch 64 --rounds 5
 For each strided conv of the classifier and each transposed conv of the decoder, the
 jitted forward + input gradient + kernel gradient, plain (lax) against the form used by
-cisl_jax.models.classifier; variants are interleaved and the minimum over rounds is
+cisl_jax.models.layers; variants are interleaved and the minimum over rounds is
 reported (the machine may be shared). One JSON line per layer, times in ms.
 """
 import argparse
@@ -16,7 +16,7 @@ import jax  # pylint: disable=g-import-not-at-top
 from jax import lax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-from cisl_jax.models import classifier as layers  # pylint: disable=g-import-not-at-top
+from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 FORMS = {

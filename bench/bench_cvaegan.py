@@ -13,10 +13,10 @@ from cisl_jax.train import common as train_common  # pylint: disable=g-import-no
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
 
 
-def make_step(batch: int, width: float = 1.0):
+def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
   config = common.load_config('train_gan', 'paper')
   config.unlock()
-  config.width, config.batch_size = width, batch
+  config.width, config.batch_size, config.fast_conv = width, batch, fast_conv
   init_key, _, train_key = train_common.split_keys(config.seed)
   tx = gan.make_optimizer(config)
   graphdef, state = gan.init_state(config, init_key, tx)

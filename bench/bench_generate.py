@@ -22,9 +22,8 @@ def main():
   p.add_argument('--plain', action='store_true',
                  help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
-  if a.plain:
-    common.use_plain_convolutions()
   config = common.load_config('train_gan', 'paper')
+  config.fast_conv = not a.plain
   init_key, _, _ = train_common.split_keys(config.seed)
   graphdef, state = gan.init_state(config, init_key, gan.make_optimizer(config))
   labels = jnp.arange(a.batch) % signs.NUM_SIGNS

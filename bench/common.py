@@ -5,7 +5,6 @@ blocking on the result; one JSON line {"impl", "model", "batch", "steps",
 "ms_per_step", "img_per_s"} on stdout.
 """
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -24,24 +23,8 @@ sys.path.insert(0, str(REPO))
 
 def load_config(name: str, variant: str):
   """configs/<name>.py:get_config(variant), loaded by path as config_flags does."""
-  path = REPO / 'configs' / f'{name}.py'
-  spec = importlib.util.spec_from_file_location(f'bench_cfg_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
-def use_plain_convolutions() -> None:
-  """Builds the networks with plain nnx stride-2 (transposed) convolutions.
-
-  The straightforward version, for measuring what the fast forms of
-  cisl_jax.models.classifier buy (same parameters and results up to rounding).
-  """
-  import functools  # pylint: disable=g-import-not-at-top
-  from cisl_jax.models import classifier  # pylint: disable=g-import-not-at-top
-  from cisl_jax.models import cvae_gan  # pylint: disable=g-import-not-at-top
-  classifier.Classifier = functools.partial(classifier.Classifier, fast_conv=False)
-  cvae_gan.CVAEGAN = functools.partial(cvae_gan.CVAEGAN, fast_conv=False)
+  from cisl_jax import config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load(REPO / 'configs' / f'{name}.py', variant)
 
 
 def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
@@ -67,9 +50,14 @@ def report(model: str, batch: int, steps: int, seconds: float, items: int | None
   return line
 
 
-def step_benchmark_main(model: str, make_step: Callable[[int, float], Callable[[], Any]],
+def step_benchmark_main(model: str,
+                        make_step: Callable[[int, float, bool], Callable[[], Any]],
                         default_steps: int) -> None:
-  """The command line of a train-step benchmark: --batch, --steps, --width, --plain."""
+  """The command line of a train-step benchmark: --batch, --steps, --width, --plain.
+
+  `make_step(batch, width, fast_conv)`; --plain sets config.fast_conv=False: the plain
+  nnx stride-2 convolutions, to measure what cisl_jax/models/layers.py's forms buy.
+  """
   p = argparse.ArgumentParser()
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--steps', type=int, default=default_steps)
@@ -77,8 +65,6 @@ def step_benchmark_main(model: str, make_step: Callable[[int, float], Callable[[
   p.add_argument('--plain', action='store_true',
                  help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
-  if a.plain:
-    use_plain_convolutions()
-  seconds = time_steps(make_step(a.batch, a.width), a.steps)
+  seconds = time_steps(make_step(a.batch, a.width, not a.plain), a.steps)
   report(model, a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax',
          width=a.width)

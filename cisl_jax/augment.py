@@ -3,7 +3,7 @@
 Per image, one random affine map (rotation, shift, shear, zoom, flips, composed about
 the image centre as Keras' ImageDataGenerator does), applied with bilinear
 `jax.scipy.ndimage.map_coordinates` and nearest-edge filling. Ranges come from a
-ConfigDict-compatible mapping (see `default_config`); all-zero ranges, zoom (1, 1) and
+ConfigDict-compatible mapping (the paper's: `cisl_jax.config_lib.augment()`); all-zero ranges, zoom (1, 1) and
 no flips give the identity.
 """
 import functools
@@ -11,21 +11,10 @@ from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
+
+from cisl_jax import config_lib
 
 _FIELDS = ('rotation', 'shift', 'shear', 'zoom', 'horizontal_flip', 'vertical_flip')
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The paper's ranges."""
-  cfg = ml_collections.ConfigDict()
-  cfg.rotation = 30.0  # degrees, uniform in [-rotation, rotation]
-  cfg.shift = 0.1  # fraction of the image side, uniform in [-shift, shift] per axis
-  cfg.shear = 10.0  # degrees, uniform in [-shear, shear]
-  cfg.zoom = (0.9, 1.1)  # per-axis scale, uniform in [lo, hi]
-  cfg.horizontal_flip = True  # flip left-right with probability 1/2
-  cfg.vertical_flip = True  # flip up-down with probability 1/2
-  return cfg
 
 
 class Ranges(NamedTuple):
@@ -40,7 +29,7 @@ class Ranges(NamedTuple):
 
 def ranges_from(cfg: Mapping[str, Any] | None) -> Ranges:
   """Validated Ranges from a mapping / ConfigDict (None: the paper's)."""
-  cfg = default_config() if cfg is None else cfg
+  cfg = config_lib.augment() if cfg is None else cfg
   missing = [f for f in _FIELDS if f not in cfg]
   if missing:
     raise ValueError(f'augmentation config lacks {missing}; expected fields {list(_FIELDS)} '

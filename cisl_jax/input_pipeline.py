@@ -12,7 +12,7 @@ one copy of the arrays (a paper-sized pre-training set is ~2.6 GB) and is faster
 slicing tensors one example at a time.
 """
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -296,12 +296,3 @@ def eval_batches(images: np.ndarray, labels: np.ndarray,
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator()
 
-
-def check_fold_classes(arrays: Mapping[str, np.ndarray], needed: Sequence[int],
-                       task: str) -> None:
-  """Raises ValueError naming the class and fold when a fold lacks a needed class."""
-  from cisl_jax.data import splits  # pylint: disable=g-import-not-at-top
-  folds = np.asarray(arrays['fold'])
-  labels = np.asarray(arrays['label'])
-  splits.check_fold_classes({int(f): labels[folds == f] for f in np.unique(folds)},
-                            needed, task)

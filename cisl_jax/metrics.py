@@ -1,4 +1,4 @@
-"""Classification metrics of the paper (AC, SE, SP) with bootstrap intervals and fold means.
+"""Classification metrics of the paper (AC, SE, SP) with bootstrap intervals.
 
 Pure numpy, so that evaluation, the report and the tests need no accelerator.
 
@@ -224,49 +224,3 @@ def _interval(v: np.ndarray, quantiles: tuple[float, float]) -> tuple[float, flo
     return (math.nan, math.nan)
   low, high = np.percentile(v, quantiles)
   return (float(low), float(high))
-
-
-def aggregate_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-  """Mean and standard deviation over folds of every scalar and per-class entry.
-
-  Args:
-    fold_metrics: one `classification_metrics` dict per fold (extra keys such as
-      'ci' or strings are ignored; nested dicts are not averaged).
-
-  Returns:
-    {'num_folds': F, key: {'mean': m, 'std': s}, ...} where for per-class lists m and s
-    are lists. The mean is np.nanmean over the folds where the figure is defined (a
-    class absent from one fold's labels does not make the mean NaN); the std is the
-    sample standard deviation (ddof=1) over those folds, NaN with fewer than two.
-    'confusion_matrix' is the sum over folds (the pooled matrix), 'num_examples' the
-    total.
-  """
-  if not fold_metrics:
-    raise ValueError('aggregate_folds needs the metrics of at least one fold.')
-  sizes = {len(m['confusion_matrix']) for m in fold_metrics if 'confusion_matrix' in m}
-  if len(sizes) > 1:
-    raise ValueError(f'aggregate_folds: folds have different numbers of classes {sorted(sizes)}; '
-                     'aggregate one task at a time.')
-  out: dict[str, Any] = {'num_folds': len(fold_metrics)}
-  keys = [k for k in fold_metrics[0] if k not in ('confusion_matrix', 'num_examples')]
-  for key in keys:
-    try:
-      stacked = np.asarray([m[key] for m in fold_metrics], np.float64)
-    except KeyError as e:
-      raise ValueError(f'aggregate_folds: fold {[key in m for m in fold_metrics].index(False)} '
-                       f'has no {key!r}; pass metrics of the same task for every fold.') from e
-    except (TypeError, ValueError):
-      continue  # not numeric (a nested dict, a string): nothing to average
-    if stacked.ndim > 2:
-      continue
-    count = np.sum(~np.isnan(stacked), axis=0)
-    mean = _nanmean(stacked, axis=0)
-    sq = np.nansum((stacked - mean) ** 2, axis=0)
-    std = _divide(sq, count - 1) ** 0.5
-    std = np.where(count > 1, std, np.nan)
-    out[key] = {'mean': _to_json(mean), 'std': _to_json(std)}
-  if all('confusion_matrix' in m for m in fold_metrics):
-    out['confusion_matrix'] = np.sum(
-        [np.asarray(m['confusion_matrix'], np.int64) for m in fold_metrics], axis=0).tolist()
-    out['num_examples'] = int(np.sum(out['confusion_matrix']))
-  return out

@@ -59,8 +59,8 @@ class Runners:
     return classifier.train_and_evaluate(config, str(workdir))
 
   def quality(self, config, workdir):
-    from cisl_jax import quality  # pylint: disable=g-import-not-at-top
-    return quality.run_stage(config, str(workdir))
+    from cisl_jax.quality import stage  # pylint: disable=g-import-not-at-top
+    return stage.run_stage(config, str(workdir))
 
 
 def check_dataset(config) -> None:
@@ -321,7 +321,7 @@ def run(config, workdir, runners: Runners | None = None,
                _duration(time.time() - start), len(not_ok))
   readme = None
   if write_report:
-    from cisl_jax import report  # pylint: disable=g-import-not-at-top
-    readme = report.write_report(workdir)
+    from cisl_jax.report import readme as readme_lib  # pylint: disable=g-import-not-at-top
+    readme = readme_lib.write_report(workdir)
   return readme, not_ok
 

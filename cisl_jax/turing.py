@@ -359,7 +359,7 @@ def build_from_workdir(config, workdir: str, out_dir: str) -> tuple[str, str]:
   that the rarest signs have enough (the paper drew them from the whole database).
   """
   from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from cisl_jax import quality  # pylint: disable=g-import-not-at-top
+  from cisl_jax.quality import stage as quality  # pylint: disable=g-import-not-at-top
   stage_dir = str(wd.stage_dir(workdir, config.fold, config.generate_stage or wd.GENERATE))
   gen_dir = config.generated_dir or quality.find_generated(stage_dir)
   data = quality.data_settings(config, stage_dir)

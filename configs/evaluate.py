@@ -12,19 +12,13 @@ Other data (another fold or source) is scored only when asked for with
 model trained on also need --config.allow_training_data=True and are labelled
 training data.
 """
-import importlib.util
-import pathlib
-
 from ml_collections import config_dict
 
-_spec = importlib.util.spec_from_file_location(
-    'cisl_configs_common', pathlib.Path(__file__).with_name('common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from cisl_jax import config_lib
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  c = common.base(arg)
+  c = config_lib.base(arg)
   # The data scored: unset = the trained run's own (its held-out fold). Set one to
   # score other data; the label in metrics.json and on the terminal says what it was.
   c.data_dir = config_dict.placeholder(str)  # TFDS data_dir; unset: the run's

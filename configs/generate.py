@@ -8,19 +8,13 @@ Writes <workdir>/generated/ (the set input_pipeline.load_generated reads) and
 cores; paper (18,000 per sign = 162,000 patches), about a minute on one H100-class GPU.
 The GAN's width and latent size come from the GAN run's config.json.
 """
-import importlib.util
-import pathlib
-
 from ml_collections import config_dict
 
-_spec = importlib.util.spec_from_file_location(
-    'cisl_configs_common', pathlib.Path(__file__).with_name('common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from cisl_jax import config_lib
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  c = common.base(arg)
+  c = config_lib.base(arg)
   quick = c.variant == 'quick'
   c.gan_workdir = config_dict.placeholder(str)  # --workdir of the train_gan.py run
   # Patches per sign; the paper pre-trains on 18,000 per sign (binary) and 16,000 per

@@ -10,41 +10,27 @@ for the binary tasks, 16,000 per class for the 10-class task), hours on one GPU.
 Stage settings come from configs/train_gan.py, generate.py and train_classifier.py of
 the same variant; override them as --config.gan.num_steps=..., --config.classifier.width=...
 """
-import importlib.util
 import pathlib
 
 from ml_collections import config_dict
 
-
-def _load(name: str):
-  """A sibling config module, loaded by path (configs/ is not an installed package)."""
-  spec = importlib.util.spec_from_file_location(
-      f'cisl_configs_{name}', pathlib.Path(__file__).with_name(f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from cisl_jax import config_lib
 
 
-def _method(num_steps: int, learning_rate: float) -> config_dict.ConfigDict:
-  m = config_dict.ConfigDict()
-  m.num_steps = num_steps  # optimizer steps of this classifier stage
-  m.learning_rate = learning_rate  # Adam learning rate of this stage
-  return m
+def _stage(name: str, v: str) -> config_dict.ConfigDict:
+  """The variant `v` of a sibling stage config (configs/<name>.py)."""
+  return config_lib.load(pathlib.Path(__file__).with_name(f'{name}.py'), v)
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  common = _load('common')
-  v = common.variant(arg)
+  v = config_lib.variant(arg)
   quick = v == 'quick'
   c = config_dict.ConfigDict()
   c.variant = v  # preset that filled the defaults ('quick' or 'paper')
-  c.data_dir = 'data'  # folder of the built TFDS dataset cisl_patches (make_dataset)
-  c.source = 'phantom'  # cisl_patches builder config: phantom, manifest, lidc or liss
-  c.num_folds = 3  # folds of the patient-grouped cross-validation (the paper: 3)
+  config_lib.data_fields(c)  # data_dir, source, num_folds: as every stage has them
   c.folds = (0, 1, 2)  # held-out folds to run (all of them for the paper's protocol)
   c.seed = 0  # base seed; fold k's stages use seed + k
-  c.signs = ('GGO', 'lobulation', 'calcification', 'CV', 'spiculation', 'PI', 'BMP',
-             'AB', 'OP')  # signs of the binary tasks (Table I rows)
+  c.signs = config_lib.SIGNS  # signs of the binary tasks (Table I rows)
   c.run_ten = True  # run the 10-class task (Table II)
   # Table I's from-scratch baseline per sign (the paper: about 0.5): 9 stages per fold,
   # in quick about 4 CPU s each when warm (27 stages, ~2 minutes on 2 cores in all).
@@ -53,31 +39,31 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # and per class for the 10-class one (the paper: 16,000); traditional augmentation
   # yields the same number (the paper: "to be fair").
   c.generated_per_sign = 512 if quick else 18_000
-  c.generated_per_class = 512 if quick else 16_000
+  c.generated_per_class = 512 if quick else 16_000  # per class, 10-class task
   # Fig. 4: GGO pre-training set sizes (binary, then fine-tuned); generated_per_sign is
   # taken from the main binary run, the others are extra stages.
   c.sweep_sizes = (128, 256, 512) if quick else (2000, 4000, 8000, 12000, 16000, 18000)
   c.sweep_folds = (0, 1, 2)  # folds on which the Fig. 4 sweep runs
 
-  c.gan = _load('train_gan').get_config(v)  # CVAE-GAN stage (configs/train_gan.py)
-  c.generate = _load('generate').get_config(v)  # generation stage (configs/generate.py)
-  c.classifier = _load('train_classifier').get_config(v)  # every classifier stage
+  c.gan = _stage('train_gan', v)  # CVAE-GAN stage (configs/train_gan.py)
+  c.generate = _stage('generate', v)  # generation stage (configs/generate.py)
+  c.classifier = _stage('train_classifier', v)  # every classifier stage
   for stage in (c.gan, c.generate, c.classifier):
     stage.unlock()
   if quick:
     # Small widths and one batch size everywhere: one compile per shape serves all of the
     # ~110 stages (MEASUREMENTS.md has the measured stage times).
-    c.classifier.width = 0.125
-    c.classifier.batch_size = 32
+    c.classifier.width = 0.125  # every classifier stage
+    c.classifier.batch_size = 32  # every classifier stage
   # Steps and learning rate per method (num_steps 0: the classifier config's epochs).
   # Fine-tuning uses the paper's rate 1e-3; the others the classifier config's default.
   lr = c.classifier.learning_rate
-  c.methods = config_dict.ConfigDict()
-  c.methods.scratch = _method(80 if quick else 0, lr)  # real training folds only
-  c.methods.pretrain = _method(80 if quick else 0, lr)  # generated + real background
-  c.methods.finetune = _method(60 if quick else 0, 1e-3)  # real folds, from pretrain
-  c.methods.traditional = _method(80 if quick else 0, lr)  # augmented real folds
-  c.methods.transfer = _method(0, 1e-3)  # ImageNet models: config.classifier.transfer
+  c.methods = config_dict.ConfigDict()  # steps and learning rate per method
+  c.methods.scratch = config_lib.method(80 if quick else 0, lr)  # real training folds only
+  c.methods.pretrain = config_lib.method(80 if quick else 0, lr)  # generated + real background
+  c.methods.finetune = config_lib.method(60 if quick else 0, 1e-3)  # real folds, from pretrain
+  c.methods.traditional = config_lib.method(80 if quick else 0, lr)  # augmented real folds
+  c.methods.transfer = config_lib.method(0, 1e-3)  # ImageNet models: config.classifier.transfer
   # The 10-class stages (4 per fold against 27 binary ones) train this many times longer:
   # ten classes from one network cost little in total and need the steps.
   c.ten_steps_factor = 2.0
@@ -87,7 +73,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # Folder of converted ImageNet weights (launch/convert_weights.py); unset: not run.
   c.transfer.weights = config_dict.placeholder(str)
 
-  c.quality = config_dict.ConfigDict()  # generated-sample quality (cisl_jax/quality.py)
+  c.quality = config_dict.ConfigDict()  # generated-sample quality (cisl_jax/quality/)
   c.quality.enabled = True  # measure each fold's generated set against its real folds
   c.quality.max_generated = 200 if quick else 1000  # generated patches per sign measured
   c.quality.c2st_steps = 300  # training steps of the automated Turing test's CNN, per half

@@ -12,22 +12,13 @@ Expected runtime: quick, about a minute per stage on 2 CPU cores (width 0.25);
 paper, width 1.0: pretrain on 10 x 16,000 patches for 5 epochs is ~12,500 steps at
 batch 64, a few minutes on one H100-class GPU (hours on the 2-core CPU).
 """
-import importlib.util
-import pathlib
-
 from ml_collections import config_dict
 
-from cisl_jax import augment
-from cisl_jax.train import transfer
-
-_spec = importlib.util.spec_from_file_location(
-    'cisl_configs_common', pathlib.Path(__file__).with_name('common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from cisl_jax import config_lib
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  c = common.base(arg)
+  c = config_lib.base(arg)
   quick = c.variant == 'quick'
   c.mode = 'scratch'  # scratch | pretrain | finetune | augment | transfer
   c.dropout = 0.5  # dropout after the 1024-unit FC layer (the paper)
@@ -47,8 +38,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # Comma-separated param path prefixes left freshly initialised by init_from (a new head,
   # e.g. 'fc6'); every other parameter must match the checkpoint in name and shape.
   c.init_from_fresh = ''
-  c.augment = augment.default_config()  # the paper's traditional augmentation (mode augment)
-  c.transfer = transfer.transfer_config(c.variant)  # ImageNet baselines (mode transfer)
+  c.augment = config_lib.augment()  # the paper's traditional augmentation (mode augment)
+  c.transfer = config_lib.transfer(c.variant)  # ImageNet baselines (mode transfer)
   c.checkpoint_every = 100 if quick else 2000  # save every N steps (and at the end)
   c.log_every = 20 if quick else 200  # progress and TensorBoard scalars every N steps
   c.lock()

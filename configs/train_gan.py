@@ -9,21 +9,14 @@ what the quick reproduction runs per fold);
 paper, width 1.0 and 10,000 iterations at batch 64, minutes on one H100-class GPU
 (the 2-core CPU runs about 1 iteration/s at this size: hours).
 """
-import importlib.util
-import pathlib
-
 from ml_collections import config_dict
 
+from cisl_jax import config_lib
 from cisl_jax import gan_recipes
-
-_spec = importlib.util.spec_from_file_location(
-    'cisl_configs_common', pathlib.Path(__file__).with_name('common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  c = common.base(arg)
+  c = config_lib.base(arg)
   quick = c.variant == 'quick'
   # Adam, all four networks: 2e-4 is DCGAN / CVAE-GAN practice over 10k iterations; the
   # quick run's few hundred need 2e-3 (at 2e-4 the decoder has not left its init noise).

@@ -9,21 +9,15 @@ Send `turing/page/` to the readers; keep `turing/key/` away from them.
 Expected runtime: build and score take seconds (180 patches); quality takes well under
 a minute on 2 CPU cores in the quick variant (a few minutes at the paper's sizes).
 """
-import importlib.util
-import pathlib
-
 from ml_collections import config_dict
 
-_spec = importlib.util.spec_from_file_location(
-    'cisl_configs_common', pathlib.Path(__file__).with_name('common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from cisl_jax import config_lib
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # data_dir, source, num_folds, fold and seed come from the shared fields; data_dir,
   # source and num_folds are read from the generate stage's config.json when it has one.
-  c = common.base(arg)
+  c = config_lib.base(arg)
   c.num_real = 10  # real patches per sign on the page (the paper: 10)
   c.num_generated = 10  # generated patches per sign on the page (the paper: 10)
   c.signs = ''  # comma-separated signs on the page; empty = all nine
@@ -35,7 +29,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.display_level = -600.0  # HU level the page renders with (a lung window)
   c.display_width = 1500.0  # HU width the page renders with (a lung window)
   c.size_px = 384  # on-screen patch size, nearest-neighbour enlarged (6x for 64 px)
-  # Quality (cisl_jax/quality.py), on features of a classifier trained on real patches.
+  # Quality (cisl_jax/quality/), on features of a classifier trained on real patches.
   c.classifier_stage = ''  # classifier stage (real patches only) giving features (ten_scratch)
   c.classifier_dir = config_dict.placeholder(str)  # classifier workdir (overrides the stage)
   c.quality_stage = ''  # stage the quality section is written to (default: quality)

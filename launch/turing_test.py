@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from cisl_jax import quality
+from cisl_jax.quality import stage as quality
 from cisl_jax import turing
 from cisl_jax import workdir as workdir_lib
 

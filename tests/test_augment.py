@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cisl_jax import augment
+from cisl_jax import config_lib
 
 SIZE = 64
 NONE = dict(rotation=0.0, shift=0.0, shear=0.0, zoom=(1.0, 1.0), horizontal_flip=False,
@@ -105,7 +106,7 @@ def test_paper_defaults_keep_shape_and_range_and_compile_once():
   assert y.shape == x.shape
   assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0  # bilinear never overshoots
   before = augment._augment._cache_size()  # pylint: disable=protected-access
-  augment.augment_batch(jax.random.key(12), x, augment.default_config())
+  augment.augment_batch(jax.random.key(12), x, config_lib.augment())
   assert augment._augment._cache_size() == before  # pylint: disable=protected-access
 
 

@@ -3,8 +3,6 @@
 Layer level: values and gradients against lax; step level: the project's real
 classifier step and CVAE-GAN iteration, a few steps each, fast vs plain nnx layers.
 """
-import functools
-import importlib.util
 import pathlib
 
 import jax
@@ -14,19 +12,16 @@ import numpy as np
 from flax import nnx
 import pytest
 
+from cisl_jax import config_lib
 from cisl_jax.models import classifier as classifier_lib
-from cisl_jax.models import cvae_gan
+from cisl_jax.models import layers
 
 DN = ('NHWC', 'HWIO', 'NHWC')
-ORIGINAL_CVAEGAN = cvae_gan.CVAEGAN
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
 
 
 def load_config(name):
-  spec = importlib.util.spec_from_file_location(f'test_cfg_{name}', CONFIGS / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config('quick')
+  config = config_lib.load(CONFIGS / f'{name}.py', 'quick')
   config.unlock()
   config.width, config.batch_size = 0.125, 8
   return config
@@ -40,9 +35,9 @@ def test_conv_forms_match_lax_values_and_gradients(shape, kernel):
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel)
   pairs = [
-      (classifier_lib.conv_stride2,
+      (layers.conv_stride2,
        lambda a, b: lax.conv_general_dilated(a, b, (2, 2), 'SAME', dimension_numbers=DN)),
-      (classifier_lib.conv_transpose_stride2,
+      (layers.conv_transpose_stride2,
        lambda a, b: lax.conv_transpose(a, b, (2, 2), 'SAME', dimension_numbers=DN)),
   ]
   for fast, plain in pairs:
@@ -55,7 +50,7 @@ def test_conv_forms_match_lax_values_and_gradients(shape, kernel):
 
 
 def test_odd_sizes_fall_back_to_plain_layers():
-  layer = classifier_lib.Conv2x(2, 3, rngs=nnx.Rngs(0))
+  layer = layers.Conv2x(2, 3, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(0), (1, 7, 7, 2))
   plain = nnx.Conv(2, 3, (5, 5), 2, padding='SAME', rngs=nnx.Rngs(0))
   np.testing.assert_allclose(layer(x), plain(x), atol=1e-5)
@@ -85,7 +80,7 @@ def test_classifier_steps_match_plain_layers():
   np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
 
 
-def test_cvaegan_iterations_match_plain_layers(monkeypatch):
+def test_cvaegan_iterations_match_plain_layers():
   from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
   from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
   config = load_config('train_gan')
@@ -94,8 +89,7 @@ def test_cvaegan_iterations_match_plain_layers(monkeypatch):
            'label': jnp.arange(8) % 9}
   results = []
   for fast in (True, False):
-    monkeypatch.setattr(cvae_gan, 'CVAEGAN',
-                        functools.partial(ORIGINAL_CVAEGAN, fast_conv=fast))
+    config.fast_conv = fast
     init_key, _, train_key = common.split_keys(0)
     tx = gan.make_optimizer(config)
     graphdef, state = gan.init_state(config, init_key, tx)

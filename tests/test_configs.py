@@ -2,6 +2,7 @@
 can be overridden on the command line as --config.x.y=v."""
 import pathlib
 import re
+import subprocess
 import sys
 
 from absl import flags
@@ -91,11 +92,25 @@ def test_unknown_variant_is_a_clear_error():
     parse(path, [f'--config={path}:papr'])
 
 
-@pytest.mark.parametrize('name', STAGES + ('common',))
+@pytest.mark.parametrize('name', STAGES + ('reproduce', 'turing_test', 'config_lib'))
 def test_every_field_has_a_comment(name):
-  text = (ROOT / 'configs' / f'{name}.py').read_text()
+  path = ROOT / ('cisl_jax' if name == 'config_lib' else 'configs') / f'{name}.py'
+  text = path.read_text()
   assert '"""' in text
   for line in text.splitlines():
     if re.match(r'\s*c(\.\w+)+ = ', line) and not line.rstrip().endswith(('(', '[')):
       previous = text.splitlines()[text.splitlines().index(line) - 1]
       assert '#' in line or previous.strip().startswith('#'), line
+
+
+def test_configs_import_no_trainer_and_no_jax():
+  """Loading every stage config pulls in ml_collections and the config library only."""
+  names = STAGES + ('reproduce', 'turing_test')
+  code = ('import sys\n'
+          'from cisl_jax import config_lib\n'
+          f'for name in {names!r}:\n'
+          f'  config_lib.load({str(ROOT / "configs")!r} + f"/{{name}}.py", "paper")\n'
+          'bad = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "optax", "flax",'
+          ' "tensorflow", "orbax") or m.startswith("cisl_jax.train"))\n'
+          'assert not bad, bad\n')
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT, timeout=120)

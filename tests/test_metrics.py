@@ -153,35 +153,3 @@ def test_bootstrap_per_class_and_constant_predictions():
   assert ci['sensitivity'] == [(1.0, 1.0), (1.0, 1.0)]
   with pytest.raises(ValueError, match="unknown metric.*'recall'"):
     metrics.bootstrap_ci(labels, labels, 2, ['recall'])
-
-
-def test_aggregate_folds_mean_std_and_nan():
-  folds = [
-      metrics.classification_metrics(LABELS3, PREDS3, 3),  # accuracy 0.7
-      metrics.classification_metrics([0, 0, 1, 1], [0, 2, 1, 1], 3),  # 0.75, class 2 absent
-      metrics.classification_metrics([0, 1, 2, 2], [0, 1, 2, 2], 3),  # 1.0
-  ]
-  agg = metrics.aggregate_folds(folds)
-  assert agg['num_folds'] == 3
-  # mean (0.7 + 0.75 + 1.0) / 3 = 0.81667; deviations -0.11667, -0.06667, 0.18333;
-  # squares sum 0.05167; / 2 -> 0.025833; sqrt -> 0.16073.
-  assert agg['accuracy']['mean'] == pytest.approx(0.816667, abs=1e-6)
-  assert agg['accuracy']['std'] == pytest.approx(0.160728, abs=1e-6)
-  # Sensitivity of class 2: 1.0, NaN, 1.0 -> nanmean 1.0 over two folds, std 0.
-  assert agg['sensitivity']['mean'][2] == pytest.approx(1.0)
-  assert agg['sensitivity']['std'][2] == pytest.approx(0.0)
-  assert agg['support']['mean'] == pytest.approx([7 / 3, 2.0, 5 / 3])
-  assert agg['confusion_matrix'] == [[4, 1, 2], [1, 5, 0], [0, 0, 5]]
-  assert agg['num_examples'] == 18
-  json.dumps(agg)
-
-
-def test_aggregate_single_fold_has_nan_std_and_refuses_mixed_tasks():
-  one = metrics.aggregate_folds([metrics.classification_metrics(LABELS2, PREDS2, 2)])
-  assert one['accuracy']['mean'] == pytest.approx(0.7)
-  assert math.isnan(one['accuracy']['std'])
-  with pytest.raises(ValueError, match='different numbers of classes'):
-    metrics.aggregate_folds([metrics.classification_metrics(LABELS2, PREDS2, 2),
-                             metrics.classification_metrics(LABELS3, PREDS3, 3)])
-  with pytest.raises(ValueError, match='at least one fold'):
-    metrics.aggregate_folds([])

@@ -1,12 +1,16 @@
-"""Tests for cisl_jax.quality on sets whose answer is known."""
+"""Tests for cisl_jax/quality/ (measures, section, stage) on sets whose answer is known."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from cisl_jax import quality
+from cisl_jax import config_lib
+from cisl_jax.quality import measures
+from cisl_jax.quality import section
+from cisl_jax.quality import stage
 from cisl_jax import signs as signs_lib
+from cisl_jax import workdir as wd
 
 
 def _gauss(n, d=8, seed=0, shift=0.0):
@@ -15,43 +19,43 @@ def _gauss(n, d=8, seed=0, shift=0.0):
 
 def test_identical_sets_have_zero_fd_and_full_precision_recall():
   x = _gauss(200)
-  assert quality.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
-  assert quality.precision_recall(x, x, k=3) == (1.0, 1.0)
+  assert measures.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+  assert measures.precision_recall(x, x, k=3) == (1.0, 1.0)
 
 
 def test_fd_matches_closed_form_and_grows_with_shift():
   x = _gauss(4000, d=4, seed=1)
-  fds = [quality.frechet_distance(x, x + s) for s in (0.0, 0.5, 1.0, 2.0)]
+  fds = [measures.frechet_distance(x, x + s) for s in (0.0, 0.5, 1.0, 2.0)]
   assert np.all(np.diff(fds) > 0)
   # A pure mean shift s in d=4 dims adds |mu1-mu2|^2 = 4 s^2 and nothing else.
   assert fds[3] == pytest.approx(4 * 2.0 ** 2, rel=1e-6)
   # Independent samples of the same Gaussian: small but not zero.
-  assert quality.frechet_distance(x, _gauss(4000, d=4, seed=2)) < 0.05
+  assert measures.frechet_distance(x, _gauss(4000, d=4, seed=2)) < 0.05
 
 
 def test_far_shift_loses_precision_and_recall():
   real = _gauss(300, seed=3)
-  p, r = quality.precision_recall(real, _gauss(300, seed=4, shift=10.0), k=3)
+  p, r = measures.precision_recall(real, _gauss(300, seed=4, shift=10.0), k=3)
   assert p == 0.0 and r == 0.0
-  p, r = quality.precision_recall(real, _gauss(300, seed=5), k=3)
+  p, r = measures.precision_recall(real, _gauss(300, seed=5), k=3)
   assert p > 0.8 and r > 0.8
 
 
 def test_collapsed_set_has_low_diversity_and_recall():
   real = _gauss(300, seed=6)
   collapsed = real[:3].repeat(100, axis=0) + 1e-3 * _gauss(300, seed=7)
-  div = quality.diversity(real, collapsed)
+  div = measures.diversity(real, collapsed)
   assert div['ratio'] < 0.7
-  assert quality.diversity(real, _gauss(300, seed=8))['ratio'] == pytest.approx(1.0, abs=0.1)
-  _, recall = quality.precision_recall(real, collapsed, k=3)
+  assert measures.diversity(real, _gauss(300, seed=8))['ratio'] == pytest.approx(1.0, abs=0.1)
+  _, recall = measures.precision_recall(real, collapsed, k=3)
   assert recall < 0.2
 
 
 def test_memorisation_copies_vs_fresh_samples():
   train, held = _gauss(400, seed=9), _gauss(200, seed=10)
-  copies = quality.memorisation(train[:150] + 1e-6, train, held)
+  copies = measures.memorisation(train[:150] + 1e-6, train, held)
   assert copies['share'] == 1.0
-  fresh = quality.memorisation(_gauss(2000, seed=11), train, held)
+  fresh = measures.memorisation(_gauss(2000, seed=11), train, held)
   assert fresh['chance'] == pytest.approx(400 / 600)
   assert abs(fresh['share'] - fresh['chance']) < 0.05
 
@@ -77,7 +81,7 @@ def test_evaluate_and_write_section(tmp_path):
     calls.append(len(x))
     return x.reshape(len(x), -1)[:, :16]
 
-  res = quality.evaluate(features, train, tl, held, hl, gen, gl, k=3, num_suspicious=4)
+  res = measures.evaluate(features, train, tl, held, hl, gen, gl, k=3, num_suspicious=4)
   assert max(calls) <= 256
   assert set(res['per_sign']) == set(signs_lib.SIGNS)
   assert res['per_sign']['GGO']['memorisation']['pixel_share'] == 1.0
@@ -85,10 +89,10 @@ def test_evaluate_and_write_section(tmp_path):
   first = res['suspicious'][0]
   assert first['sign'] == 'GGO' and first['d_train'] == 0.0
   assert len({row['sign'] for row in res['suspicious']}) == 4  # one per sign first
-  assert 'Caution' not in quality.to_markdown(res)
+  assert 'Caution' not in section.to_markdown(res)
   off_manifold = dict(res, overall=dict(res['overall'], precision=0.0))
-  assert 'Caution' in quality.to_markdown(off_manifold)
-  paths = quality.write_quality_section(str(tmp_path / 'report'), res)
+  assert 'Caution' in section.to_markdown(off_manifold)
+  paths = section.write_quality_section(str(tmp_path / 'report'), res)
   data = json.loads(open(paths['json']).read())
   assert data['per_sign']['GGO']['num_generated'] == 30
   assert 'images' not in json.dumps(data)
@@ -97,6 +101,14 @@ def test_evaluate_and_write_section(tmp_path):
   assert '| **overall** |' in md and '](memorisation.png)' in md
   assert os.path.getsize(paths['figure']) > 1000
   assert not [f for f in os.listdir(tmp_path / 'report') if '.tmp' in f]
+
+
+def _classifier_config(width):
+  import pathlib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load(pathlib.Path(__file__).resolve().parent.parent / 'configs'
+                           / 'train_classifier.py', 'quick')
+  config.width = width
+  return config
 
 
 def _saved_classifier(workdir, width=0.125):
@@ -108,6 +120,8 @@ def _saved_classifier(workdir, width=0.125):
   # Non-trivial BatchNorm statistics, so that eval mode is what gets checked.
   model.bn5.mean[...] = model.bn5.mean[...] + 0.5
   _, params, batch_stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  config = _classifier_config(width)
+  wd.write_json(os.path.join(workdir, wd.CONFIG_FILE), json.loads(config.to_json_best_effort()))
   ckpt = checkpointing.Checkpoints(str(workdir), save_every=1)
   ckpt.maybe_save(3, {'step': np.int32(3), 'params': params, 'batch_stats': batch_stats},
                   force=True)
@@ -121,7 +135,7 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   model = _saved_classifier(tmp_path / 'ten_scratch')
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, size=(5, 64, 64, 1)).astype(np.float32)
-  fn = quality.classifier_features(str(tmp_path / 'ten_scratch'), batch_size=4)
+  fn = stage.classifier_features(str(tmp_path / 'ten_scratch'), batch_size=4)
   feats = fn(x)
   assert feats.shape == (5, 128)
   np.testing.assert_allclose(feats, np.asarray(model.features(x)), rtol=1e-4, atol=1e-5)
@@ -143,7 +157,7 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   config = {'data_dir': 'd', 'source': 'phantom', 'num_folds': 3, 'fold': 0, 'seed': 0,
             'generated_dir': str(tmp_path / 'generate'), 'max_generated': 4, 'k': 1,
             'features_from': str(tmp_path / 'ten_scratch'), 'c2st_steps': 5}
-  metrics = quality.run_stage(config, str(tmp_path / 'quality'))
+  metrics = stage.run_stage(config, str(tmp_path / 'quality'))
   assert metrics['per_sign']['lobulation']['num_generated'] == 4
   assert metrics['per_sign']['lobulation']['memorisation']['pixel_share'] == 1.0
   assert metrics['per_sign']['GGO']['num_train'] == 4
@@ -155,7 +169,7 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   assert len(csv) == 1 + signs_lib.NUM_SIGNS + 1
   assert 0 <= metrics['c2st']['overall']['c2st'] <= 1
   # Finished: a second call reads metrics.json back.
-  assert quality.run_stage(config, str(tmp_path / 'quality')) == json.loads(
+  assert stage.run_stage(config, str(tmp_path / 'quality')) == json.loads(
       (tmp_path / 'quality' / 'metrics.json').read_text())
 
 

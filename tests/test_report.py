@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cisl_jax import paper_results
-from cisl_jax import report
+from cisl_jax.report import readme as report
 from cisl_jax import signs
 from cisl_jax.report import results
 

@@ -1,12 +1,12 @@
 """Tests of the reproduce orchestrator: resume after a failure, report, and a tiny real run."""
 import collections
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
 import pytest
 
+from cisl_jax import config_lib
 from cisl_jax import reproduce
 
 
@@ -15,11 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def load_config(variant='quick'):
   """configs/reproduce.py:<variant>, loaded by path as config_flags does."""
-  spec = importlib.util.spec_from_file_location('reproduce_config',
-                                                REPO / 'configs' / 'reproduce.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return config_lib.load(REPO / 'configs' / 'reproduce.py', variant)
 
 
 def fake_config(folds=(0, 1), signs=('GGO', 'CV')):

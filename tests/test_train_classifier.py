@@ -1,5 +1,4 @@
 """Classifier stages on synthetic patches: one compilation, NaN guard, resume, init_from."""
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -10,6 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from cisl_jax import config_lib
 from cisl_jax import input_pipeline
 from cisl_jax import workdir as wd
 from cisl_jax.train import classifier
@@ -19,10 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(name, arg='quick'):
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(ROOT / 'configs' / f'{name}.py', arg)
 
 
 def fake_load_split(n_per_fold=20, nan=False):

@@ -1,5 +1,4 @@
 """CVAE-GAN stage on synthetic patches: one compilation, resume, generation, Fig. 3."""
-import importlib.util
 import os
 import pathlib
 
@@ -7,6 +6,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cisl_jax import config_lib
 from cisl_jax import gan_recipes
 from cisl_jax import input_pipeline
 from cisl_jax.train import common
@@ -17,10 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(name, arg='quick'):
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(ROOT / 'configs' / f'{name}.py', arg)
 
 
 def fake_load_split(data_dir, source, folds):

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 
+from cisl_jax import config_lib
 from cisl_jax.models import convert
 from cisl_jax.models import transfer
 from cisl_jax.train import transfer as transfer_train
@@ -244,7 +245,7 @@ def test_torch_file_of_another_architecture_is_named(tmp_path):
 
 def _config(**transfer_fields):
   c = ml_collections.ConfigDict()
-  c.transfer = transfer_train.transfer_config()
+  c.transfer = config_lib.transfer()
   c.transfer.update(transfer_fields)
   return c
 

@@ -1,6 +1,5 @@
 """Tests for the visual Turing test page builder, answer key and scorer."""
 import collections
-import importlib.util
 import json
 import pathlib
 import re
@@ -10,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from cisl_jax import config_lib
 from cisl_jax import signs as signs_lib
 from cisl_jax import turing
 
@@ -135,10 +135,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(arg='quick'):
-  spec = importlib.util.spec_from_file_location('turing_cfg', ROOT / 'configs' / 'turing_test.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load(ROOT / 'configs' / 'turing_test.py', arg)
 
 
 def test_build_from_workdir_reads_generate_stage(tmp_path, monkeypatch):

@@ -18,16 +18,16 @@ resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefa
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
 `fast_conv=False` runs stride-2 (transposed) convolutions as plain nnx layers; the
-default computes the same maps in forms fast on XLA's CPU backend (classifier.py).
+default computes the same maps in forms fast on XLA's CPU backend (layers.py).
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cisl_jax.models.classifier import batch_norm
-from cisl_jax.models.classifier import conv
-from cisl_jax.models.classifier import conv_transpose
-from cisl_jax.models.classifier import scaled
+from cisl_jax.models.layers import batch_norm
+from cisl_jax.models.layers import conv
+from cisl_jax.models.layers import conv_transpose
+from cisl_jax.models.layers import scaled
 
 LEAK = 0.2
 

@@ -4,8 +4,6 @@ import dataclasses
 import io
 import math
 
-import numpy as np
-
 from cisl_jax import paper_results
 from cisl_jax import signs
 from cisl_jax import workdir as wd
@@ -108,7 +106,3 @@ def to_csv(table: Table) -> str:
                     cell.num_examples, num(ref[i])])
   return buf.getvalue()
 
-
-def headline(table: Table, method: str) -> np.ndarray:
-  """Our mean-row (AC, SE, SP) of one method."""
-  return table.cells['mean', method].mean

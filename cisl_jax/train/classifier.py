@@ -1,6 +1,7 @@
 """Classifier stages: scratch, pretrain, finetune, augment and transfer; evaluation.
 
-Modes (config.mode), for the 10-class task or the binary task of one sign:
+Modes (config.mode, one row each of the `MODES` table), for the 10-class task or the
+binary task of one sign:
   scratch:  the paper's CNN on the real training folds.
   pretrain: on generated sign patches (config.generated_dir) plus real background
             patches, `pretrain_per_class` per class (input_pipeline.pretrain_task).
@@ -9,13 +10,15 @@ Modes (config.mode), for the 10-class task or the binary task of one sign:
   augment:  the real training folds with the paper's traditional augmentation applied on
             device to every batch, for as many samples as the pretrain set holds.
   transfer: an ImageNet network from cisl_jax.train.transfer, fine-tuned as the paper.
-Each stage ends by evaluating on the held-out fold: `<workdir>/metrics.json` and
+Training runs through the shared fit loop (cisl_jax/train/loop.py). Each stage ends by
+evaluating on the held-out fold: `<workdir>/metrics.json` and
 `<workdir>/predictions.npz` (labels, preds, probs for bootstrap intervals, and per patch
 its patient_id, slice_path, sop_uid, box and kind, to trace an error to the scan).
 
 State: {'step', 'params', 'batch_stats', 'rngs', 'opt_state'}; steps are pure jitted
 functions of (graphdef, state, batch, key) with the state donated.
 """
+import dataclasses
 import functools
 import math
 import os
@@ -40,8 +43,26 @@ from cisl_jax import signs
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import classifier as classifier_lib
 from cisl_jax.train import common
+from cisl_jax.train import loop
 
-MODES = ('scratch', 'pretrain', 'finetune', 'augment', 'transfer')
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  """What a classifier mode changes; every other step is the same for all modes."""
+  generated: bool = False  # trains on generated sign patches + real backgrounds
+  augment: bool = False  # traditional augmentation on device, pretrain-sized epochs
+  init_from: bool = False  # starts from config.init_from's params and BN statistics
+  learning_rate: str = 'learning_rate'  # the config field of its Adam learning rate
+  epochs: str = 'num_epochs'  # the config field of its epoch count (unless num_steps)
+  transfer: bool = False  # an ImageNet network (cisl_jax/train/transfer.py)
+
+
+MODES = {
+    'scratch': Mode(),
+    'pretrain': Mode(generated=True, epochs='pretrain_epochs'),
+    'finetune': Mode(init_from=True, learning_rate='finetune_learning_rate'),
+    'augment': Mode(augment=True, epochs='pretrain_epochs'),
+    'transfer': Mode(transfer=True),
+}
 
 
 def num_classes_of(config: ml_collections.ConfigDict) -> int:
@@ -55,29 +76,23 @@ def class_names(config: ml_collections.ConfigDict) -> list[str]:
   return [f'non-{name}', name]
 
 
-def _check_mode(config: ml_collections.ConfigDict) -> str:
+def mode_of(config: ml_collections.ConfigDict) -> Mode:
   if config.mode not in MODES:
     raise ValueError(f'config.mode={config.mode!r}: use one of {", ".join(MODES)}.')
-  return config.mode
+  return MODES[config.mode]
 
 
 def create_model(config: ml_collections.ConfigDict, key: jax.Array):
   """(model, tx, preprocess_fn) for the stage; preprocess_fn maps batches to inputs."""
   n = num_classes_of(config)
   rngs = nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1))
-  if config.mode == 'transfer':
+  mode = mode_of(config)
+  if mode.transfer:
     from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
     return transfer.make_model_and_optimizer(config, n, rngs)
-  model = classifier_lib.Classifier(n, width=config.width, dropout=config.dropout, rngs=rngs)
-  lr = config.finetune_learning_rate if config.mode == 'finetune' else config.learning_rate
-  return model, _adam(float(lr)), None
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(lr: float) -> optax.GradientTransformation:
-  # One transform object per learning rate, so that the cached steps below are reused by
-  # every stage that trains with it (no recompilation across stages in one process).
-  return optax.adam(lr)
+  model = classifier_lib.Classifier(n, width=config.width, dropout=config.dropout,
+                                    fast_conv=config.get('fast_conv', True), rngs=rngs)
+  return model, common.adam(float(config[mode.learning_rate])), None
 
 
 def init_state(config: ml_collections.ConfigDict, key: jax.Array):
@@ -90,19 +105,29 @@ def init_state(config: ml_collections.ConfigDict, key: jax.Array):
 
 
 def make_train_step(tx: optax.GradientTransformation, preprocess_fn: Callable | None = None,
-                    augment_cfg: Any = None):
+                    augment_cfg: Any = None, grad_norm: Callable = common.global_norm):
   """`train_step(graphdef, state, batch, key) -> (state, metrics)`, jitted, state donated.
 
   `key` is the run's train key; the step folds in its own step count for dropout and
-  augmentation, so a resumed run draws exactly what an uninterrupted one would. Steps
-  are cached per (tx, preprocess, augmentation): stages in one process share them.
+  augmentation, so a resumed run draws exactly what an uninterrupted one would.
+  `grad_norm(grads)` gives the logged grad_norm (transfer: the trained layers' only, so
+  that XLA drops the frozen layers' gradients). Steps are cached per (tx, preprocess,
+  augmentation, grad_norm): stages in one process share them.
   """
   ranges = None if augment_cfg is None else augment.ranges_from(augment_cfg)
-  return _make_train_step(tx, preprocess_fn, ranges)
+  return _make_train_step(tx, preprocess_fn, ranges, grad_norm)
+
+
+def grad_norm_of(config: ml_collections.ConfigDict) -> Callable:
+  """The stage's logged gradient norm: over all gradients, or the trained layers'."""
+  if mode_of(config).transfer:
+    from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
+    return transfer.grad_norm_fn(config.transfer.arch)
+  return common.global_norm
 
 
 @functools.lru_cache(maxsize=32)
-def _make_train_step(tx, preprocess_fn, ranges):
+def _make_train_step(tx, preprocess_fn, ranges, grad_norm):
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
     common.TRACES['classifier_train'] += 1
@@ -127,7 +152,7 @@ def _make_train_step(tx, preprocess_fn, ranges):
                  'params': optax.apply_updates(state['params'], updates),
                  'batch_stats': batch_stats, 'opt_state': opt_state}
     metrics = {'loss': loss, 'accuracy': jnp.mean(jnp.argmax(logits, -1) == y),
-               'grad_norm': common.global_norm(grads)}
+               'grad_norm': grad_norm(grads)}
     return new_state, metrics
 
   return train_step
@@ -166,7 +191,8 @@ def training_data(config: ml_collections.ConfigDict,
   task = common.task_name(config)
   sign = common.sign_code(config) if task == 'binary' else None
   n_classes = num_classes_of(config)
-  if config.mode == 'pretrain':
+  mode = mode_of(config)
+  if mode.generated:
     if not config.generated_dir:
       raise ValueError('mode pretrain needs --config.generated_dir (the --workdir of a '
                        'generate.py run).')
@@ -178,7 +204,7 @@ def training_data(config: ml_collections.ConfigDict,
     images, labels = input_pipeline.binary_task(real, sign, data_seed)
   else:
     images, labels = input_pipeline.ten_class_task(real)
-  if config.mode == 'augment':
+  if mode.augment:
     # As many (augmented) samples per epoch as the pretrain set holds.
     return images, labels, config.pretrain_per_class * n_classes
   return images, labels, len(labels)
@@ -210,13 +236,13 @@ def generated_set_dir(path: str) -> str:
 
 def schedule(config: ml_collections.ConfigDict, epoch_size: int) -> tuple[int, int]:
   """(batch size, number of steps) of the stage."""
-  if config.mode == 'transfer':
+  mode = mode_of(config)
+  if mode.transfer:
     batch_size = config.transfer.batch_size
     epochs = config.transfer.epochs
   else:
     batch_size = config.batch_size
-    epochs = config.pretrain_epochs if config.mode in ('pretrain', 'augment') \
-        else config.num_epochs
+    epochs = config[mode.epochs]
   if config.num_steps is not None:
     return batch_size, config.num_steps
   return batch_size, max(1, math.ceil(epochs * epoch_size / batch_size))
@@ -228,7 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Resumes from the latest checkpoint in `workdir`; a workdir holding metrics.json is
   finished and is returned as is.
   """
-  _check_mode(config)
+  mode = mode_of(config)
   if (done := workdir_lib.finished(workdir, config)) is not None:
     return done
   mesh = common.start_stage(config, workdir)
@@ -240,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                config.task, len(labels), batch_size, num_steps)
 
   graphdef, state, tx, preprocess_fn = init_state(config, init_key)
-  if config.mode == 'finetune':
+  if mode.init_from:
     if not config.init_from:
       raise ValueError('mode finetune needs --config.init_from (the --workdir of the '
                        'pretrain run).')
@@ -248,38 +274,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state['params'], state['batch_stats'], _ = checkpointing.init_from(
         config.init_from, state['params'], state['batch_stats'], fresh)
     state['opt_state'] = tx.init(state['params'])
-  state = sharding.replicate(state, mesh)
-  ckpt = checkpointing.Checkpoints(workdir, save_every=config.checkpoint_every,
-                                   keep=config.keep_checkpoints)
-  state, start = ckpt.restore_latest(state)
-  start = start or 0
-  augment_cfg = config.augment if config.mode == 'augment' else None
-  train_step = make_train_step(tx, preprocess_fn, augment_cfg)
-  # tf.data feeds the patches; starting at `start` resumes the exact batch stream.
-  batches = input_pipeline.train_batches(images, labels, batch_size, data_seed, start_step=start)
-  summaries = common.Summaries(workdir)
-  progress = common.Progress(f'classifier/{config.mode}', num_steps, start, config.log_every)
-  last = {}
-  for step in range(start, num_steps):
-    batch = sharding.shard_batch(next(batches), mesh)
-    state, metrics = train_step(graphdef, state, batch, train_key)
-    metrics = jax.device_get(metrics)
-    common.check_finite(step, metrics, ckpt.last_good())
-    done = step + 1
-    ckpt.maybe_save(done, state)
-    if done % config.log_every == 0 or done == num_steps:
-      rate = progress.update(done, metrics)
-      last = {k: float(v) for k, v in metrics.items()}
-      summaries.scalars(done, {**{f'train/{k}': v for k, v in last.items()},
-                               'steps_per_sec': rate or 0.0})
-  ckpt.maybe_save(num_steps, state, force=True)
-  ckpt.close()
-  print(f'classifier {config.mode}: wrote checkpoints to {ckpt.directory}')
+  augment_cfg = config.augment if mode.augment else None
+  run = loop.fit(config, workdir, name=f'classifier/{config.mode}', graphdef=graphdef,
+                 state=state, train_step=make_train_step(tx, preprocess_fn, augment_cfg,
+                                                         grad_norm_of(config)),
+                 images=images, labels=labels, batch_size=batch_size, num_steps=num_steps,
+                 data_seed=data_seed, train_key=train_key, mesh=mesh,
+                 scalar_prefix='train/')
+  print(f'classifier {config.mode}: wrote checkpoints to {run.checkpoint_dir}')
 
-  result = _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh,
-                               data_seed, extra={'train': last, 'steps': num_steps})
-  summaries.scalars(num_steps, {'test/accuracy': result['accuracy']})
-  summaries.close()
+  result = _evaluate_and_write(config, workdir, graphdef, run.state, preprocess_fn, mesh,
+                               data_seed, extra={'train': run.logged, 'steps': num_steps})
+  run.summaries.scalars(num_steps, {'test/accuracy': result['accuracy']})
+  run.summaries.close()
   return result
 
 
@@ -309,7 +316,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
                  'num_test': int(len(labels)), 'evaluated_on': target, **(extra or {})})
   if common.task_name(config) == 'binary':
     result['sign'] = signs.SIGNS[common.sign_code(config)]
-  if config.mode == 'transfer':
+  if mode_of(config).transfer:
     from cisl_jax.train import transfer  # pylint: disable=g-import-not-at-top
     result['transfer'] = transfer.describe(config)
   pred_path = workdir_lib.save_npz(os.path.join(workdir, workdir_lib.PREDICTIONS_FILE),

@@ -11,6 +11,7 @@ The stage folder's file names, the finished check and atomic writes are in
 cisl_jax/workdir.py.
 """
 import collections
+import functools
 import os
 import time
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from cisl_jax import sharding
@@ -46,17 +48,31 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict[str, Any]]:
   return graphdef, {'params': params, 'batch_stats': batch_stats, 'rngs': rngs}
 
 
+def fresh(tree: Any) -> Any:
+  """A copy of an NNX state tree with fresh Variables at the current trace level.
+
+  States captured from an outer trace (jit around grad) could not be updated in place
+  by the merged model otherwise.
+  """
+  return jax.tree.map(lambda a: a, tree)
+
+
 def merge_model(graphdef: nnx.GraphDef, state: Mapping[str, Any],
                 key: jax.Array | None = None) -> nnx.Module:
   """The NNX model of `state`; `key` reseeds its dropout stream (train mode)."""
-  # tree.map makes fresh Variables at the current trace level: states captured from an
-  # outer trace (jit around grad) could not be updated in place otherwise.
-  params, batch_stats, rngs = jax.tree.map(
-      lambda a: a, (state['params'], state['batch_stats'], state['rngs']))
+  params, batch_stats, rngs = fresh((state['params'], state['batch_stats'], state['rngs']))
   model = nnx.merge(graphdef, params, batch_stats, rngs)
   if key is not None and jax.tree.leaves(state['rngs']):
     nnx.reseed(model, dropout=key)
   return model
+
+
+@functools.lru_cache(maxsize=None)
+def adam(lr: float, b1: float = 0.9) -> optax.GradientTransformation:
+  """optax.adam, one object per setting: the jitted steps are cached per optimizer, so
+  every stage of one process that trains with the same setting reuses them (no
+  recompilation across stages)."""
+  return optax.adam(lr, b1=b1)
 
 
 def new_batch_stats(model: nnx.Module) -> Any:

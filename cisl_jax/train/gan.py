@@ -37,6 +37,7 @@ from cisl_jax import signs
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import cvae_gan
 from cisl_jax.train import common
+from cisl_jax.train import loop
 
 NETS = ('encoder', 'decoder', 'discriminator', 'classifier')
 GROUPS = ('classifier', 'discriminator', 'encoder_decoder')
@@ -56,17 +57,11 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
   return cvae_gan.CVAEGAN(signs.NUM_SIGNS, config.gan.latent_dim, width=config.width,
                           output_batchnorm=config.gan.output_batchnorm,
                           upsample=recipe.get('upsample', 'transposed'),
-                          rngs=nnx.Rngs(params=key))
+                          fast_conv=config.get('fast_conv', True), rngs=nnx.Rngs(params=key))
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return _adam(float(config.learning_rate), float(config.gan.adam_b1))
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(lr: float, b1: float) -> optax.GradientTransformation:
-  # One object per setting, so that the cached train step is shared across runs.
-  return optax.adam(lr, b1=b1)
+  return common.adam(float(config.learning_rate), float(config.gan.adam_b1))
 
 
 def _group_params(params: Any) -> dict[str, Any]:
@@ -125,8 +120,7 @@ def _make_train_step(tx, weights, momentum, recipe):
     stats = {n: split[n][2] for n in NETS}
 
     def run(name, p, bs, *args):
-      # Fresh Variables at the current trace level (states may come from an outer one).
-      p, bs, rest = jax.tree.map(lambda a: a, (p, bs, split[name][3]))
+      p, bs, rest = common.fresh((p, bs, split[name][3]))
       m = nnx.merge(split[name][0], p, bs, rest)
       return m(*args), nnx.state(m, nnx.BatchStat)
 
@@ -309,40 +303,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   init_key, data_seed, train_key = common.split_keys(config.seed)
   tx = make_optimizer(config)
   graphdef, state = init_state(config, init_key, tx)
-  state = sharding.replicate(state, mesh)
-  ckpt = checkpointing.Checkpoints(workdir, save_every=config.checkpoint_every,
-                                   keep=config.keep_checkpoints)
-  state, start = ckpt.restore_latest(state)
-  start = start or 0
-  # tf.data feeds the patches; starting at `start` resumes the exact batch stream.
-  batches = input_pipeline.train_batches(images, labels, config.batch_size, data_seed, start_step=start)
-  train_step = make_train_step(config, tx)
-  summaries = common.Summaries(workdir)
-  progress = common.Progress('gan', config.num_steps, start, config.log_every)
   sample_key = jax.random.fold_in(init_key, 1)  # fixed noise for the TensorBoard grids
-  logged = {}
-  for step in range(start, config.num_steps):
-    batch = sharding.shard_batch(next(batches), mesh)
-    state, metrics = train_step(graphdef, state, batch, train_key)
-    metrics = jax.device_get(metrics)
-    common.check_finite(step, metrics, ckpt.last_good())
-    done = step + 1
-    ckpt.maybe_save(done, state)
-    if done % config.log_every == 0 or done == config.num_steps:
-      rate = progress.update(done, {k: metrics[k] for k in ('loss_c', 'loss_d', 'loss_g')})
-      logged = {k: float(v) for k, v in metrics.items()}
-      summaries.scalars(done, {**logged, 'steps_per_sec': rate or 0.0})
+
+  def grids(done, state, summaries):
     if done % config.gan.sample_every == 0 or done == config.num_steps:
-      summaries.images(done, 'samples', sample_grid(graphdef, state, sample_key)[None, ..., None])
-  ckpt.maybe_save(config.num_steps, state, force=True)
-  ckpt.close()
+      summaries.images(done, 'samples',
+                       sample_grid(graphdef, state, sample_key)[None, ..., None])
+
+  run = loop.fit(config, workdir, name='gan', graphdef=graphdef, state=state,
+                 train_step=make_train_step(config, tx), images=images, labels=labels,
+                 batch_size=config.batch_size, num_steps=config.num_steps,
+                 data_seed=data_seed, train_key=train_key, mesh=mesh,
+                 shown=('loss_c', 'loss_d', 'loss_g'), after_step=grids)
 
   held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
-  result = {'stage': 'gan', 'steps': config.num_steps, 'train': logged,
-            'held_out': evaluate_held_out(graphdef, state, *sign_patches(held_out),
+  result = {'stage': 'gan', 'steps': config.num_steps, 'train': run.logged,
+            'held_out': evaluate_held_out(graphdef, run.state, *sign_patches(held_out),
                                           config.batch_size, mesh, train_key)}
-  summaries.scalars(config.num_steps, {f'held_out/{k}': v for k, v in result['held_out'].items()})
-  summaries.close()
+  run.summaries.scalars(config.num_steps,
+                        {f'held_out/{k}': v for k, v in result['held_out'].items()})
+  run.summaries.close()
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   print(f'train_gan: wrote {checkpointing.checkpoint_dir(workdir)}, TensorBoard events and '
         f'{path}')

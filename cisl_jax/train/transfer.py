@@ -8,20 +8,20 @@ when config.mode == 'transfer' and trains the returned model like its own classi
     'torch' for torchvision ones; see cisl_jax/models/convert.py);
   * only the last three FC layers of AlexNet, the last two FC layers of VGG16, and the
     4th block and logits of ResNet-101 are trained: the optimizer gives every other
-    parameter a zero update (optax.multi_transform), so XLA drops their gradients;
+    parameter a zero update (optax.multi_transform) and the logged gradient norm covers
+    the trained layers only (`trained_norm`), so XLA drops the frozen gradients;
   * Adam, 20 epochs, batch 4, lr 1e-3, from config.transfer.
 Weights come from a folder written by launch/convert_weights.py; without one the
 function refuses (unless allow_random_init, for tests), because a randomly initialised
 network must never be reported as ImageNet transfer learning.
 """
+import functools
 import os
 
 from absl import logging
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import ml_collections
-from ml_collections import config_dict
 import numpy as np
 import optax
 
@@ -34,35 +34,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
 DEFAULT_SOURCE = {'alexnet': 'torch', 'vgg16': 'keras', 'resnet101': 'keras'}
-
-
-def transfer_config(variant=None):
-  """The config.transfer block; `variant` 'quick' (2 CPU cores) or 'paper' (default)."""
-  c = ml_collections.ConfigDict()
-  c.arch = 'vgg16'  # 'alexnet' | 'vgg16' | 'resnet101'.
-  # Folder written by launch/convert_weights.py (ImageNet weights, meta.json + state/).
-  c.weights = config_dict.placeholder(str)
-  # Build randomly initialised networks when no weights are given (tests only; such runs
-  # are marked pretrained=False and are never reported as transfer learning).
-  c.allow_random_init = False
-  # 'keras' | 'torch': only used with allow_random_init (otherwise read from meta.json);
-  # picks ResNet-101's flavour and the input normalisation. Default: per arch.
-  c.source = config_dict.placeholder(str)
-  c.epochs = 20  # Paper: 20 epochs of fine-tuning.
-  c.batch_size = 4  # Paper: batch 4.
-  c.lr = 1e-3  # Paper: Adam, learning rate 1e-3.
-  # Input side; default 227 (AlexNet) or 224 (VGG16, ResNet-101) as the paper.
-  c.image_size = config_dict.placeholder(int)
-  c.resize_method = 'nearest'  # The paper resizes by nearest interpolation.
-  c.dropout = 0.5  # Dropout before/after the FC layers of AlexNet / VGG16 (torchvision's).
-  if variant == 'quick':
-    # 2 CPU cores: a VGG16 step at 224x224 takes seconds, so the quick run fine-tunes for
-    # 1 epoch at 112x112 (the adaptive pool keeps the FC shapes; not the paper's setting).
-    c.epochs = 1
-    c.image_size = 112
-  elif variant not in (None, '', 'paper'):
-    raise ValueError(f'transfer_config variant {variant!r}: use "quick" or "paper".')
-  return c
 
 
 def _names(path):
@@ -94,14 +65,27 @@ def make_optimizer(arch, lr):
 
 
 def trained_norm(config, grads):
-  """Global norm of the trained layers' gradients (for logging).
+  """Global norm of the trained layers' gradients (the step's logged grad_norm).
 
   A norm over all gradients keeps the frozen layers' gradients alive, and XLA then
-  back-propagates through the whole network: 2-3x slower steps for VGG16 on a CPU.
+  back-propagates through the whole network: slower steps for VGG16 on a CPU.
   """
-  labels = param_labels(config.transfer.arch)(grads)
-  return optax.global_norm(jax.tree.map(
-      lambda g, label: g if label == 'trainable' else jnp.zeros((), g.dtype), grads, labels))
+  return grad_norm_fn(config.transfer.arch)(grads)
+
+
+@functools.lru_cache(maxsize=None)
+def grad_norm_fn(arch):
+  """`trained_norm` for one arch, one function object per arch (the jitted classifier
+  step is cached per gradient-norm function)."""
+  label_fn = param_labels(arch)
+
+  def norm(grads):
+    labels = label_fn(grads)
+    return optax.global_norm(jax.tree.map(
+        lambda g, label: g if label == 'trainable' else jnp.zeros((), g.dtype), grads,
+        labels))
+
+  return norm
 
 
 def trainable_filter(config):

@@ -1,0 +1,178 @@
+"""Layers every network here shares: BatchNorm settings, width scaling, and the
+stride-2 (transposed) convolutions with a fast path for XLA's CPU backend.
+
+`conv(..., fast=True)` and `conv_transpose(..., fast=True)` give `Conv2x` /
+`ConvTranspose2x`: the same parameters and results as nnx.Conv / nnx.ConvTranspose,
+computed in forms that XLA's CPU backend runs on its fast (non-dilated) convolution
+path (`conv_stride2`, `conv_transpose_stride2`); `fast=False` gives the plain nnx
+layers, for before/after measurements. Networks take the choice as `fast_conv`.
+"""
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# BatchNorm as in the TensorFlow DCGAN-style code the paper's era used (decay 0.9,
+# epsilon 1e-5), rather than flax's slower-moving 0.99: short fine-tuning runs need
+# running statistics that catch up within a few hundred steps.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def scaled(channels: int, width: float) -> int:
+  """A channel / unit count scaled by the width multiplier (at least 1)."""
+  return max(1, int(round(channels * width)))
+
+
+def batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _space_to_depth(x: jax.Array) -> jax.Array:
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def _depth_to_space(y: jax.Array, c: int) -> jax.Array:
+  b, h, w, _ = y.shape
+  y = y.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, 2 * h, 2 * w, c)
+
+
+@functools.lru_cache(maxsize=None)
+def _phase_taps(k: int, transpose: bool) -> tuple[np.ndarray, int, int]:
+  """Which kernel tap serves (block offset d, phase p), as a table [d - d_min, p].
+
+  Strided SAME conv (pad_lo = (k - 2) // 2): y[i] = sum_j w[j] x[2i + j - pad_lo], and
+  x[2(i + d) + p] is tap j = 2d + p + pad_lo. Transposed SAME conv (lax.conv_transpose,
+  pad_a from lax): y[2m + p] = sum_j w[j] x[m + d] with j = 2d + pad_a - p. Entry k
+  (out of range) points at a zero row appended to the kernel. Returns (table, d_min, d_max).
+  """
+  if transpose:
+    # lax.conv_transpose's SAME rule for stride 2: pad_a = k - 1 if 2 > k - 1 else ceil(k / 2).
+    pad_a = k - 1 if k < 3 else -(-k // 2)
+    tap = lambda d, p: 2 * d + pad_a - p
+  else:
+    tap = lambda d, p: 2 * d + p + (k - 2) // 2
+  ds = [d for d in range(-k, k + 1) if any(0 <= tap(d, p) < k for p in (0, 1))]
+  table = np.array([[tap(d, p) if 0 <= tap(d, p) < k else k for p in (0, 1)] for d in ds])
+  return table, ds[0], ds[-1]
+
+
+def _phase_kernel(kernel: jax.Array, transpose: bool) -> tuple[jax.Array, int, int]:
+  """kernel (k, k, I, O) -> (T, 2, T, 2, I, O) indexed by (dy, py, dx, px)."""
+  table, d_min, d_max = _phase_taps(kernel.shape[0], transpose)
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  return padded[table[:, :, None, None], table[None, None, :, :]], d_min, d_max
+
+
+def _conv_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """SAME stride-2 conv as a stride-1 conv of the space-to-depth input."""
+  i, o = kernel.shape[2:]
+  w, d_min, d_max = _phase_kernel(kernel, transpose=False)
+  t = w.shape[0]
+  w = w.transpose(0, 2, 1, 3, 4, 5).reshape(t, t, 4 * i, o)
+  pad = ((-d_min, d_max),) * 2
+  return lax.conv_general_dilated(_space_to_depth(x), w, (1, 1), pad, dimension_numbers=_DN)
+
+
+def _strided(x, kernel):
+  return lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DN)
+
+
+@jax.custom_vjp
+def conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, (2, 2), 'SAME')`, NHWC/HWIO, even H and W.
+
+  The forward and the kernel gradient are XLA's own; the input gradient, which XLA
+  would run as a base-dilated convolution on a slow CPU path, is taken through the
+  equivalent space-to-depth form (a stride-1 convolution).
+  """
+  return _strided(x, kernel)
+
+
+def _conv_stride2_fwd(x, kernel):
+  return _strided(x, kernel), (x, kernel)
+
+
+def _conv_stride2_bwd(res, g):
+  x, kernel = res
+  _, vjp_x = jax.vjp(lambda x_: _conv_s2d(x_, kernel), x)
+  _, vjp_k = jax.vjp(lambda k_: _strided(x, k_), kernel)
+  return vjp_x(g)[0], vjp_k(g)[0]
+
+
+conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
+
+
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, (2, 2), 'SAME')` (what nnx.ConvTranspose runs).
+
+  Sub-pixel form: a stride-1 convolution to the 4 output phases, then depth-to-space,
+  instead of XLA's base-dilated convolution; gradients follow by autodiff and stay
+  on stride-1 convolutions.
+  """
+  o = kernel.shape[3]
+  w, d_min, d_max = _phase_kernel(kernel, transpose=True)
+  t = w.shape[0]
+  w = w.transpose(0, 2, 4, 1, 3, 5).reshape(t, t, kernel.shape[2], 4 * o)
+  pad = ((-d_min, d_max),) * 2
+  y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=_DN)
+  return _depth_to_space(y, o)
+
+
+class Conv2x(nnx.Conv):
+  """nnx.Conv with stride 2 and SAME padding, run through `conv_stride2`."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size=(5, 5), *,
+               rngs: nnx.Rngs, **kwargs):
+    super().__init__(in_features, out_features, kernel_size, 2, padding='SAME', rngs=rngs,
+                     **kwargs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
+      return super().__call__(x)
+    kernel = self.kernel[...]
+    dtype = jnp.result_type(x, kernel) if self.dtype is None else self.dtype
+    y = conv_stride2(x.astype(dtype), kernel.astype(dtype))
+    return y + self.bias[...].astype(dtype) if self.use_bias else y
+
+
+class ConvTranspose2x(nnx.ConvTranspose):
+  """nnx.ConvTranspose with stride 2 and SAME padding, run through the sub-pixel form."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size=(5, 5), *,
+               rngs: nnx.Rngs, **kwargs):
+    super().__init__(in_features, out_features, kernel_size, 2, padding='SAME', rngs=rngs,
+                     **kwargs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim != 4:
+      return super().__call__(x)
+    kernel = self.kernel[...]
+    dtype = jnp.result_type(x, kernel) if self.dtype is None else self.dtype
+    y = conv_transpose_stride2(x.astype(dtype), kernel.astype(dtype))
+    return y + self.bias[...].astype(dtype) if self.use_bias else y
+
+
+def conv(in_features: int, out_features: int, stride: int, rngs: nnx.Rngs,
+         fast: bool = True) -> nnx.Conv:
+  """A 5x5 SAME convolution; stride 2 on the fast CPU form unless `fast=False`."""
+  if stride == 2 and fast:
+    return Conv2x(in_features, out_features, (5, 5), rngs=rngs)
+  return nnx.Conv(in_features, out_features, (5, 5), stride, padding='SAME', rngs=rngs)
+
+
+def conv_transpose(in_features: int, out_features: int, rngs: nnx.Rngs,
+                   fast: bool = True) -> nnx.ConvTranspose:
+  """A 5x5 SAME stride-2 transposed convolution (sub-pixel form unless `fast=False`)."""
+  if fast:
+    return ConvTranspose2x(in_features, out_features, (5, 5), rngs=rngs)
+  return nnx.ConvTranspose(in_features, out_features, (5, 5), 2, padding='SAME', rngs=rngs)
