@@ -18,11 +18,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as ocp_policy
 
+from cisl_jax import workdir as wd
+
 NOT_SAVED = ('rngs',)
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return os.path.join(os.path.abspath(workdir), wd.CHECKPOINTS_DIR)
 
 
 def _saved_part(state: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +170,7 @@ def init_from(source: str, params: Any, batch_stats: Any,
   a path prefix listed in `fresh` (e.g. 'fc6', a new head), which keep their fresh
   initialisation. Returns (params, batch_stats, source step).
   """
-  directory = source if os.path.basename(os.path.normpath(source)) == 'checkpoints' \
+  directory = source if os.path.basename(os.path.normpath(source)) == wd.CHECKPOINTS_DIR \
       else checkpoint_dir(source)
   if not os.path.isdir(directory):
     raise FileNotFoundError(

@@ -23,6 +23,7 @@ from absl import logging
 import ml_collections
 
 from cisl_jax import signs
+from cisl_jax import terminal
 from cisl_jax import workdir as wd
 
 
@@ -282,7 +283,7 @@ def run(config, workdir, runners: Runners | None = None,
       prev = status.get(stage.name, {})
       if prev.get('state') != 'done':
         status[stage.name] = {'state': 'done', 'kind': stage.kind, 'skipped': True}
-      logging.info('%s: already done, skipped', prefix)
+      terminal.say(f'{prefix}: already done, skipped')
       continue
     missing = [n for n in stage.needs if status.get(n, {}).get('state') != 'done']
     if missing:
@@ -293,11 +294,13 @@ def run(config, workdir, runners: Runners | None = None,
       wd.write_json(status_path, status)
       continue
     eta = _eta([s for s in stages[i:] if not wd.is_done(s.workdir)], status)
-    logging.info('%s: running (elapsed %s, ETA %s)', prefix, _duration(time.time() - start),
-                 _duration(eta) if eta is not None else 'after the first stage')
+    eta_text = _duration(eta) if eta is not None else 'after the first stage'
+    terminal.status(f'{prefix}: running (elapsed {_duration(time.time() - start)}, '
+                    f'ETA {eta_text})')
     t0, cpu0 = time.time(), time.process_time()
     try:
-      getattr(runners, stage.runner)(stage.config, stage.workdir)
+      with terminal.inner():  # the stage's own lines go to the log; one line per stage here
+        getattr(runners, stage.runner)(stage.config, stage.workdir)
       if not wd.is_done(stage.workdir):
         raise RuntimeError(f'{stage.workdir}: the stage returned without writing '
                            f'{wd.METRICS_FILE}')
@@ -313,12 +316,14 @@ def run(config, workdir, runners: Runners | None = None,
       # measures the load, the CPU time the work.
       status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0,
                             'cpu_seconds': time.process_time() - cpu0}
-      logging.info('%s: done in %.1fs (%.1f CPU s)', prefix, time.time() - t0,
-                   time.process_time() - cpu0)
+      left = _eta([s for s in stages[i + 1:] if not wd.is_done(s.workdir)], status)
+      terminal.say(f'{prefix}: done in {time.time() - t0:.1f}s '
+                   f'({time.process_time() - cpu0:.1f} CPU s); elapsed '
+                   f'{_duration(time.time() - start)}, about {_duration(left or 0)} left')
     wd.write_json(status_path, status)
   wd.write_json(status_path, status)
-  logging.info('all %d stages visited in %s; %d failed or blocked', len(stages),
-               _duration(time.time() - start), len(not_ok))
+  terminal.say(f'all {len(stages)} stages visited in {_duration(time.time() - start)}; '
+               f'{len(not_ok)} failed or blocked')
   readme = None
   if write_report:
     from cisl_jax.report import readme as readme_lib  # pylint: disable=g-import-not-at-top

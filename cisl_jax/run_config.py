@@ -10,7 +10,9 @@ import os
 
 import ml_collections
 
-CONFIG_FILE = 'config.json'
+from cisl_jax import workdir as wd
+
+CONFIG_FILE = wd.CONFIG_FILE
 EXAMPLE = 'workdir/quick/fold0/ten_finetune'
 
 # What each kind of workdir is, as the message names it.
@@ -39,7 +41,7 @@ def _read_json(path: str) -> dict | None:
 
 def kind_of(workdir: str) -> str | None:
   """'classifier', 'gan', 'generate', 'quality', 'reproduce', 'dataset' or None."""
-  metrics = _read_json(os.path.join(workdir, 'metrics.json')) or {}
+  metrics = _read_json(os.path.join(workdir, wd.METRICS_FILE)) or {}
   if metrics.get('stage') in KINDS:
     return metrics['stage']
   config = _read_json(os.path.join(workdir, CONFIG_FILE))
@@ -52,7 +54,7 @@ def kind_of(workdir: str) -> str | None:
       return 'generate'
     if 'features_from' in config:
       return 'quality'
-  if any(os.path.isfile(os.path.join(workdir, f)) for f in ('reproduce.json', 'status.json')):
+  if any(os.path.isfile(os.path.join(workdir, f)) for f in (wd.SETTINGS_FILE, wd.STATUS_FILE)):
     return 'reproduce'
   if os.path.isdir(os.path.join(workdir, 'cisl_patches')) or os.path.isfile(
       os.path.join(workdir, 'dataset_card.json')):

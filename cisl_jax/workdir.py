@@ -21,8 +21,9 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
-from absl import logging
 import numpy as np
+
+from cisl_jax import terminal
 
 PathLike = str | os.PathLike
 
@@ -317,7 +318,7 @@ def finished(stage: PathLike, config: Any = None) -> dict[str, Any] | None:
     check_config(stage, config)
   if not is_done(stage):
     return None
-  logging.info('%s already has %s; not re-running.', stage, METRICS_FILE)
+  terminal.say(f'{stage} already has {METRICS_FILE}; not re-running.')
   return read_metrics(stage)
 
 

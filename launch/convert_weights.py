@@ -11,6 +11,8 @@ Takes seconds to a minute (VGG16 is 528 MB). Needs torch only for --source=torch
 """
 import sys
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
+
 from absl import app
 from absl import flags
 
@@ -28,6 +30,7 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing --output
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  terminal.quiet_libraries()
   try:
     meta = convert.convert(_SOURCE.value, _ARCH.value, _INPUT.value, _OUTPUT.value,
                            overwrite=_OVERWRITE.value)

@@ -3,33 +3,13 @@ r"""Generates patches of every sign with a trained CVAE-GAN, plus the Fig. 3 gri
   python launch/generate.py --config=configs/generate.py:quick --workdir=workdir/quick/fold0/generate \
       --config.gan_workdir=workdir/quick/fold0/gan
 
-Thin: parses --config and --workdir and calls `cisl_jax.train.generate.generate(config, workdir)`, which
-reproduce also calls in-process. A workdir holding metrics.json is finished and is
-not re-run. Multi-host: add --config.coordinator_address=HOST:PORT
---config.num_processes=N --config.process_id=I (or set JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES, JAX_PROCESS_ID) and run the same command on every host.
+Runs `cisl_jax.train.generate.generate(config, workdir)`
+(cisl_jax/cli.py: what every stage launcher shares, multi-host flags, --verbosity).
 """
-import os
-
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
-
+from cisl_jax import cli  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
 from cisl_jax.train import generate
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'generate.py'),
-    'Generation config (configs/generate.py:quick|paper).', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder: generated/, fig3_real_vs_generated.png, metrics.json.', required=True)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  generate.generate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == '__main__':
-  app.run(main)
+  cli.stage_main(generate.generate, 'generate',
+                 'Generation config (configs/generate.py:quick|paper).',
+                 'Output folder: generated/, fig3_real_vs_generated.png, metrics.json.')

@@ -19,9 +19,10 @@ import json
 import os
 import sys
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
+
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from cisl_jax.data import card as card_lib
@@ -45,7 +46,7 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild a dataset that is al
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+  terminal.quiet_libraries()
   card = tfds_builder.built_card(_DATA_DIR.value, _SOURCE.value)
   if card and not _OVERWRITE.value:
     print(f'{os.path.dirname(card)} is already built; not rebuilding (pass --overwrite '

@@ -8,6 +8,8 @@ it and every other stage's results are kept).
 """
 import sys
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -24,6 +26,7 @@ config_flags.DEFINE_config_file('config', None, 'configs/reproduce.py:<quick|pap
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  terminal.quiet_libraries()
   readme, not_ok = reproduce.run(flags.FLAGS.config, _WORKDIR.value)
   if not_ok:
     logging.error('%d stage(s) did not finish: %s. Rerun the same command to retry them.',

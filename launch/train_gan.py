@@ -2,33 +2,13 @@ r"""Trains the CVAE-GAN on the training folds of one fold split.
 
   python launch/train_gan.py --config=configs/train_gan.py:quick --workdir=workdir/quick/fold0/gan
 
-Thin: parses --config and --workdir and calls `cisl_jax.train.gan.train_and_evaluate(config, workdir)`, which
-reproduce also calls in-process. A workdir holding metrics.json is finished and is
-not re-run. Multi-host: add --config.coordinator_address=HOST:PORT
---config.num_processes=N --config.process_id=I (or set JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES, JAX_PROCESS_ID) and run the same command on every host.
+Runs `cisl_jax.train.gan.train_and_evaluate(config, workdir)`
+(cisl_jax/cli.py: what every stage launcher shares, multi-host flags, --verbosity).
 """
-import os
-
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
-
+from cisl_jax import cli  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
 from cisl_jax.train import gan
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'train_gan.py'),
-    'CVAE-GAN config (configs/train_gan.py:quick|paper).', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Stage folder: checkpoints/, TensorBoard events, metrics.json.', required=True)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  gan.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == '__main__':
-  app.run(main)
+  cli.stage_main(gan.train_and_evaluate, 'train_gan',
+                 'CVAE-GAN config (configs/train_gan.py:quick|paper).',
+                 'Stage folder: checkpoints/, TensorBoard events, metrics.json.')

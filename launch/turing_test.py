@@ -14,6 +14,8 @@ one fold into `<workdir>/fold<k>/quality/`. Settings: configs/turing_test.py.
 import json
 import os
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -44,6 +46,7 @@ def _need(flag, command):
 
 
 def main(argv):
+  terminal.quiet_libraries()
   try:
     _main(argv)
   except (FileNotFoundError, ValueError) as e:  # bad paths or answers: the message says which

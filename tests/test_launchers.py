@@ -2,10 +2,12 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+INFO_LINE = re.compile(r'^I\d{4} ', re.M)  # absl's INFO line prefix, e.g. 'I1201 09:14:11'
 
 
 def run(*args):
@@ -29,7 +31,12 @@ def test_finished_stage_is_not_rerun(tmp_path):
   proc = run('launch/train_gan.py', '--config=configs/train_gan.py:quick',
              f'--workdir={workdir}', f'--config.data_dir={tmp_path / "none"}')
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert 'not re-running' in proc.stderr
+  assert 'not re-running' in proc.stdout
+  # Quiet by default: no INFO lines (ours, Orbax's, JAX's); --verbosity=0 shows them.
+  assert not INFO_LINE.search(proc.stdout + proc.stderr), proc.stderr[-2000:]
+  proc = run('launch/train_gan.py', '--config=configs/train_gan.py:quick', '--verbosity=0',
+             f'--workdir={workdir}', f'--config.data_dir={tmp_path / "none"}')
+  assert proc.returncode == 0 and INFO_LINE.search(proc.stderr), proc.stderr[-2000:]
 
 
 def test_bad_override_and_missing_workdir_are_errors(tmp_path):

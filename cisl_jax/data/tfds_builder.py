@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cisl_jax import signs
+from cisl_jax import terminal
 from cisl_jax import workdir
 from cisl_jax.data import card as card_lib
 from cisl_jax.data import patches as patches_lib
@@ -112,8 +113,8 @@ def _progress(start: float):
     if done % 100 == 0 or done == total:
       dt = time.time() - start
       rate = done / max(dt, 1e-9)
-      logging.info('patches: %d/%d slices, %.1f slices/s, ETA %.0f s', done, total, rate,
-                   (total - done) / max(rate, 1e-9))
+      terminal.status(f'patches: {done}/{total} slices, {rate:.1f} slices/s, '
+                      f'ETA {(total - done) / max(rate, 1e-9):.0f} s')
   return log
 
 

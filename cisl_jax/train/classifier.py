@@ -40,6 +40,7 @@ from cisl_jax import metrics as metrics_lib
 from cisl_jax import run_config
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import classifier as classifier_lib
 from cisl_jax.train import common
@@ -281,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  images=images, labels=labels, batch_size=batch_size, num_steps=num_steps,
                  data_seed=data_seed, train_key=train_key, mesh=mesh,
                  scalar_prefix='train/')
-  print(f'classifier {config.mode}: wrote checkpoints to {run.checkpoint_dir}')
+  logging.info('classifier %s: wrote checkpoints to %s', config.mode, run.checkpoint_dir)
 
   result = _evaluate_and_write(config, workdir, graphdef, run.state, preprocess_fn, mesh,
                                data_seed, extra={'train': run.logged, 'steps': num_steps})
@@ -322,7 +323,7 @@ def _evaluate_and_write(config, workdir, graphdef, state, preprocess_fn, mesh, d
   pred_path = workdir_lib.save_npz(os.path.join(workdir, workdir_lib.PREDICTIONS_FILE),
                                    labels=labels, preds=preds, probs=probs, **trace)
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
-  print(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
+  terminal.say(f'classifier {config.mode}: accuracy {result["accuracy"]:.3f} on {len(labels)} '
         f'patches: {target["description"]}; wrote {path} and {pred_path}')
   return result
 

@@ -16,7 +16,6 @@ import os
 import time
 from typing import Any, Mapping
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +23,7 @@ import optax
 from flax import nnx
 
 from cisl_jax import sharding
+from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 
 
@@ -100,8 +100,8 @@ class Progress:
     self._t, self._s = now, step
     left = (self.total - step) / rate if rate > 0 else float('inf')
     shown = ' '.join(f'{k}={v:.4g}' for k, v in (metrics or {}).items())
-    logging.info('%s step %d/%d  %.2f steps/s  %s left  %s', self.name, step, self.total,
-                 rate, _duration(left), shown)
+    terminal.status(f'{self.name} step {step}/{self.total}  {rate:.2f} steps/s  '
+                    f'{_duration(left)} left  {shown}')
     return rate
 
 

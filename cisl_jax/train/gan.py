@@ -34,6 +34,7 @@ from cisl_jax import input_pipeline
 from cisl_jax import losses
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import cvae_gan
 from cisl_jax.train import common
@@ -324,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         {f'held_out/{k}': v for k, v in result['held_out'].items()})
   run.summaries.close()
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
-  print(f'train_gan: wrote {checkpointing.checkpoint_dir(workdir)}, TensorBoard events and '
+  terminal.say(f'train_gan: wrote {checkpointing.checkpoint_dir(workdir)}, TensorBoard events and '
         f'{path}')
   return result
 

@@ -20,6 +20,7 @@ import numpy as np
 from cisl_jax import input_pipeline
 from cisl_jax import sharding
 from cisl_jax import signs
+from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.train import common
 from cisl_jax.train import gan
@@ -98,5 +99,5 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             'generated_dir': out_dir, 'fig3': fig_path,
             'pixel_mean': float(images.mean()), 'pixel_std': float(images.std())}
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
-  print(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
+  terminal.say(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
   return result

@@ -22,13 +22,13 @@ import pathlib
 import time
 from collections.abc import Mapping
 
-from absl import logging
 import ml_collections
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom import uid as pydicom_uid
 
 from cisl_jax import signs as signs_lib
+from cisl_jax import terminal
 from cisl_jax import workdir
 from cisl_jax.data.sources import phantom_anatomy as pa
 from cisl_jax.data.sources import phantom_lung
@@ -313,8 +313,8 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
       if done % 20 == 0 or done == num_patients:
         rate = n_slices / max(time.time() - start, 1e-6)
         eta = (num_patients - done) * (time.time() - start) / done
-        logging.info('phantom: %d/%d patients, %d slices, %.1f slices/s, ETA %.0f s',
-                     done, num_patients, n_slices, rate, eta)
+        terminal.status(f'phantom: {done}/{num_patients} patients, {n_slices} slices, '
+                        f'{rate:.1f} slices/s, ETA {eta:.0f} s')
     with open(tmp / MANIFEST, 'w', newline='') as f:
       writer = csv.writer(f)
       writer.writerow(COLUMNS)

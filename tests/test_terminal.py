@@ -1,0 +1,33 @@
+"""cisl_jax/terminal.py: what reaches the terminal by default."""
+from absl import logging
+
+from cisl_jax import terminal
+
+
+def test_results_and_progress_lines(capsys, monkeypatch):
+  monkeypatch.setattr(terminal, '_state', {'inner': 0, 'last_status': 0.0,
+                                           'open_line': False})
+  saved = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)  # the launchers' default
+  try:
+    terminal.say('wrote metrics.json')
+    with terminal.inner():
+      terminal.say('a stage line the orchestrator keeps off the terminal')
+    terminal.status('gan step 10/800  5.00 steps/s')
+    terminal.status('gan step 20/800  5.00 steps/s')  # within a minute: not repeated
+  finally:
+    logging.set_verbosity(saved)
+  out = capsys.readouterr().out.splitlines()
+  assert out == ['wrote metrics.json', 'gan step 10/800  5.00 steps/s']
+
+
+def test_verbose_progress_goes_to_the_log_only(capsys, monkeypatch):
+  monkeypatch.setattr(terminal, '_state', {'inner': 0, 'last_status': 0.0,
+                                           'open_line': False})
+  saved = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    terminal.status('classifier/scratch step 20/80')
+  finally:
+    logging.set_verbosity(saved)
+  assert capsys.readouterr().out == ''
