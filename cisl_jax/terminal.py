@@ -26,10 +26,14 @@ STATUS_EVERY_S = 60.0
 _state = {'inner': 0, 'last_status': 0.0, 'open_line': False}
 
 
+def _verbosity_given() -> bool:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return bool(flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].present)
+
+
 def quiet_libraries() -> None:
   """Warnings and errors only from absl logging, unless --verbosity was given."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if not (flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].present):
+  if not _verbosity_given():
     logging.set_verbosity(logging.WARNING)
 
 

@@ -31,3 +31,17 @@ def test_verbose_progress_goes_to_the_log_only(capsys, monkeypatch):
   finally:
     logging.set_verbosity(saved)
   assert capsys.readouterr().out == ''
+
+
+def test_verbosity_flag_keeps_the_info_logs(monkeypatch):
+  saved = logging.get_verbosity()
+  try:
+    logging.set_verbosity(logging.INFO)
+    monkeypatch.setattr(terminal, '_verbosity_given', lambda: True)  # --verbosity=0 given
+    terminal.quiet_libraries()
+    assert logging.get_verbosity() == logging.INFO
+    monkeypatch.setattr(terminal, '_verbosity_given', lambda: False)  # the default
+    terminal.quiet_libraries()
+    assert logging.get_verbosity() == logging.WARNING
+  finally:
+    logging.set_verbosity(saved)
