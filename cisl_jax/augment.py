@@ -33,7 +33,7 @@ def ranges_from(cfg: Mapping[str, Any] | None) -> Ranges:
   missing = [f for f in _FIELDS if f not in cfg]
   if missing:
     raise ValueError(f'augmentation config lacks {missing}; expected fields {list(_FIELDS)} '
-                     '(see cisl_jax.augment.default_config)')
+                     '(see cisl_jax.config_lib.augment)')
   zoom = tuple(float(v) for v in cfg['zoom'])
   if len(zoom) != 2 or not 0 < zoom[0] <= zoom[1]:
     raise ValueError(f'augmentation zoom must be (lo, hi) with 0 < lo <= hi, got {zoom}')
