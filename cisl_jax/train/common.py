@@ -12,7 +12,6 @@ cisl_jax/workdir.py.
 """
 import collections
 import functools
-import os
 import time
 from typing import Any, Mapping
 
