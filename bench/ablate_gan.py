@@ -28,7 +28,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
 from cisl_jax import gan_recipes  # pylint: disable=g-import-not-at-top
 from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-from cisl_jax import quality  # pylint: disable=g-import-not-at-top
+from cisl_jax.quality import measures as quality_measures  # pylint: disable=g-import-not-at-top
+from cisl_jax.quality import stage as quality_stage  # pylint: disable=g-import-not-at-top
 from cisl_jax import signs  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
@@ -78,7 +79,7 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dic
   g.gan_workdir, g.num_per_sign, g.seed = str(gan_dir), args.per_sign, args.seed
   generate.generate(g, str(root / 'generate'))
   gen = input_pipeline.load_generated(str(root / 'generate' / generate.GENERATED_DIR))
-  q = quality.evaluate(features, real['image'], real['label'], held['image'], held['label'],
+  q = quality_measures.evaluate(features, real['image'], real['label'], held['image'], held['label'],
                        gen['image'], gen['label'], max_generated=args.per_sign,
                        seed=args.seed)['overall']
   xr, yr = gan.sign_patches(real)
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
   held = input_pipeline.load_split(args.data_dir, 'phantom', [args.fold])
   feat_dir = work / 'features_ten_scratch'
   classifier.train_and_evaluate(classifier_config(args, num_steps=160), str(feat_dir))
-  features = quality.classifier_features(str(feat_dir))
+  features = quality_stage.classifier_features(str(feat_dir))
 
   runs, pieces = [], None
   for name, add in ARMS:

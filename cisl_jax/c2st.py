@@ -145,7 +145,7 @@ QUALITY_COLUMNS = ('fold', 'sign', 'fd', 'fd_floor', 'precision', 'recall', 'div
 def quality_rows(fold: int, quality_results: dict, c2st_results: dict) -> list[dict]:
   """The rows of quality.csv for one fold: one per sign, then 'overall'.
 
-  quality_results: cisl_jax.quality.evaluate's result; c2st_results: `c2st`'s.
+  quality_results: cisl_jax.quality.measures.evaluate's result; c2st_results: `c2st`'s.
   """
   rows = []
   named = list(quality_results['per_sign'].items()) + [('overall', quality_results['overall'])]

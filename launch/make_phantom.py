@@ -13,9 +13,10 @@ reads this folder as a user's own data.
 """
 import os
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
+
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from cisl_jax.data.sources import phantom
@@ -31,7 +32,7 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing non-empt
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+  terminal.quiet_libraries()
   cfg = _CONFIG.value
   try:
     path = phantom.write_phantom(_OUT.value, seed=cfg.seed, overwrite=_OVERWRITE.value,
