@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from cisl_jax.models import classifier
+from cisl_jax.models import layers
 
 # The paper's two radiologists (Section IV-B-1): fakes taken as real, reals taken as fake.
 RADIOLOGISTS = {'17 years': (0.467, 0.267), '14 years': (0.667, 0.467)}
@@ -28,8 +28,8 @@ class Critic(nnx.Module):
 
   def __init__(self, num_signs: int, width: int = 16, *, rngs: nnx.Rngs):
     w = (width, 2 * width, 4 * width)
-    # Stride-2 convolutions in the form fast on XLA's CPU backend (models/classifier.py).
-    self.convs = nnx.List([classifier.Conv2x(i, o, (3, 3), rngs=rngs)
+    # Stride-2 convolutions in the form fast on XLA's CPU backend (models/layers.py).
+    self.convs = nnx.List([layers.Conv2x(i, o, (3, 3), rngs=rngs)
                            for i, o in zip((1 + num_signs,) + w[:-1], w)])
     self.out = nnx.Linear(w[-1] + num_signs, 1, rngs=rngs)
 

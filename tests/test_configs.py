@@ -103,14 +103,15 @@ def test_every_field_has_a_comment(name):
       assert '#' in line or previous.strip().startswith('#'), line
 
 
-def test_configs_import_no_trainer_and_no_jax():
-  """Loading every stage config pulls in ml_collections and the config library only."""
+def test_configs_import_no_trainer():
+  """Loading every stage config imports no trainer, TensorFlow or Orbax (the GAN recipes
+  block, cisl_jax/gan_recipes.py, brings JAX and optax)."""
   names = STAGES + ('reproduce', 'turing_test')
   code = ('import sys\n'
           'from cisl_jax import config_lib\n'
           f'for name in {names!r}:\n'
           f'  config_lib.load({str(ROOT / "configs")!r} + f"/{{name}}.py", "paper")\n'
-          'bad = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "optax", "flax",'
-          ' "tensorflow", "orbax") or m.startswith("cisl_jax.train"))\n'
+          'bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "orbax")'
+          ' or m.startswith("cisl_jax.train"))\n'
           'assert not bad, bad\n')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT, timeout=120)
