@@ -182,10 +182,10 @@ def test_signs_absent_from_a_set_are_skipped_with_the_reason():
   hl = np.array([0] * 6)
   gl = np.repeat(np.arange(signs_lib.NUM_SIGNS), 10)  # the GAN generates every sign
   train, held, gen = (_patches(rng, l, mean) for l in (tl, hl, gl))
-  res = quality.evaluate(lambda x: x.reshape(len(x), -1)[:, :16], train, tl, held, hl,
+  res = measures.evaluate(lambda x: x.reshape(len(x), -1)[:, :16], train, tl, held, hl,
                          gen, gl, k=3, num_suspicious=2)
   assert set(res['per_sign']) == {'GGO'}
   assert res['skipped_signs']['spiculation'] == 'no real held-out patches'
   assert res['skipped_signs']['lobulation'] == 'no real training and no real held-out patches'
   assert '- spiculation: not measured: no real held-out patches in this fold.' in \
-      quality.to_markdown(res)
+      section.to_markdown(res)
