@@ -301,19 +301,29 @@ def _paint_ribs(img, g, s, rng, cav):
 def vessel_tree(rng, anat, x, y, angle, radius, max_segments=60, bounded=True):
   """Segments of one branching, tapering tree grown from (x, y).
 
+  `max_segments` caps the branches; each branch is three segments along a curve.
+
   With `bounded` a branch stops where it nears the lung border; without, it grows
   freely (air bronchi, which are clipped to their consolidation when painted).
   """
   s = anat.scale
   # Breadth first, so that a capped tree still branches on both sides.
-  segs, queue = [], collections.deque([(x, y, angle, radius, 0)])
-  while queue and len(segs) < max_segments:
+  segs, queue, branches = [], collections.deque([(x, y, angle, radius, 0)]), 0
+  while queue and branches < max_segments:
     x, y, a, r, depth = queue.popleft()
+    branches += 1
     length = rng.uniform(7, 18) * s * (0.6 + 0.3 * r / s)
     a = a + rng.normal(0, 0.18)
-    x2, y2 = x + length * math.cos(a), y + length * math.sin(a)
     r2 = r * rng.uniform(0.75, 0.88)
-    segs.append((x, y, x2, y2, r, r2))
+    # A branch is a gentle curve (three pieces turning the same way), not a stick.
+    bend = rng.normal(0, 0.15)
+    x2, y2, rr = x, y, r
+    for k in range(3):
+      a += bend + rng.normal(0, 0.05)
+      xn, yn = x2 + length / 3 * math.cos(a), y2 + length / 3 * math.sin(a)
+      rn = r + (r2 - r) * (k + 1) / 3
+      segs.append((x2, y2, xn, yn, rr, rn))
+      x2, y2, rr = xn, yn, rn
     xi, yi = int(round(x2)), int(round(y2))
     if (r2 < 0.45 * s or depth > 8 or not (0 <= xi < anat.size and 0 <= yi < anat.size)
         or (bounded and anat.dist[yi, xi] < 2 * r2)):

@@ -20,6 +20,7 @@ import numpy as np
 
 from cisl_jax.data.sources import phantom_anatomy as pa
 from cisl_jax.data.sources import phantom_scanner as scanner_lib
+from cisl_jax.data.sources import phantom_shapes as sh
 
 
 # Parenchyma texture: (HU standard deviation, correlation length in 0.7 mm units) of
@@ -75,13 +76,17 @@ def crossing_vessels(rng, x, y, r, toward, scan):
   n = len(x)
   # Directions near the slab's plane are the in-plane runs drawn as trees, so cos(phi)
   # is uniform (isotropic) over the steeper ones only.
-  cos_phi = rng.uniform(0.65, 1.0, n)
+  cos_phi = rng.uniform(0.75, 1.0, n)
   sin_phi = np.sqrt(1 - cos_phi ** 2)
   half = 0.5 * scan.thickness * sin_phi / cos_phi / scan.spacing
   a = toward + rng.normal(0, 0.5, n)
   w = np.minimum(1.0, 2 * r * scan.spacing / (scan.thickness * sin_phi + 1e-3))
   dx, dy = half * np.cos(a), half * np.sin(a)
-  return np.stack([x - dx, y - dy, x + dx, y + dy, r, r, w], 1).astype(np.float32)
+  # From the centre out to both ends, narrowing: the oblique cut of a cylinder fills
+  # less of the slab towards its ends, so the streak is a spindle, not a pill.
+  tip = r * rng.uniform(0.45, 0.75, n)
+  out = [np.stack([x, y, x + sx * dx, y + sx * dy, r, tip, w], 1) for sx in (-1, 1)]
+  return np.concatenate(out).astype(np.float32)
 
 
 def _vessels(img, anat, rng, scan, lungf, hu):
@@ -90,10 +95,11 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   segs, airways = [], []
   for (hx, hy), (mx, my) in zip(anat.hila, anat.centroids):
     base_angle = math.atan2(my - hy, mx - hx)
-    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(1.8, 3.0) * s, 8)
+    # Lobar and segmental arteries leave the hilum 4-8 mm wide.
+    starts = [(hx, hy, base_angle + rng.uniform(-1.3, 1.3), rng.uniform(2.8, 5.0) * s, 8)
               for _ in range(rng.integers(1, 4))]
     # Short twigs all over the lung: small vessels run in the slab only for a few mm.
-    for i in rng.choice(len(xs), size=int(rng.integers(25, 45)), replace=False):
+    for i in rng.choice(len(xs), size=int(rng.integers(18, 34)), replace=False):
       x, y = float(xs[i]), float(ys[i])
       if (anat.lung[ys[i], xs[i]] == 1) != (hx < anat.geo['cx']):
         continue
@@ -105,20 +111,21 @@ def _vessels(img, anat, rng, scan, lungf, hu):
       tree = pa.vessel_tree(rng, anat, x, y, angle, radius, max_segments)
       segs += tree
       if tree and radius > 1.6 * s and rng.random() < 0.6:  # its bronchus beside it
-        ax, ay, bx, by, r0, r1 = tree[0]
-        nx, ny = -(by - ay), bx - ax
-        n = math.hypot(nx, ny) + 1e-6
-        off = r0 + 2.2 * s
-        airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
-                        by + off * ny / n, 0.9 * r0, 0.9 * r1))
+        side = rng.choice([-1.0, 1.0])
+        for ax, ay, bx, by, r0, r1 in tree[:3]:  # along the first (curved) branch
+          nx, ny = -(by - ay), bx - ax
+          n = side * (math.hypot(nx, ny) + 1e-6)
+          off = r0 + 2.2 * s
+          airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
+                          by + off * ny / n, 0.9 * r0, 0.9 * r1))
   pa.paint_segments(img, in_slab(segs, scan, rng), hu, lungf)
   # Vessels crossing the slice: many small ones, larger towards the hila.
-  pick = rng.choice(len(xs), size=int(rng.integers(40, 80)), replace=False)
+  pick = rng.choice(len(xs), size=int(rng.integers(45, 85)), replace=False)
   dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
   d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
   near = np.argmin([np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila], 0)
   toward = np.arctan2(dy - np.array(anat.hila)[near, 1], dx - np.array(anat.hila)[near, 0])
-  dr = (0.5 + 3.0 * np.exp(-d_hil / (70 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
+  dr = (0.6 + 3.2 * np.exp(-d_hil / (80 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
   pa.paint_segments(img, crossing_vessels(rng, dx, dy, dr, toward, scan), hu, lungf)
   # Bronchi cut across beside the larger crossing arteries: rings with air inside.
   big = np.flatnonzero(dr > 1.5 * s)[:int(rng.integers(4, 14))]
@@ -165,17 +172,22 @@ def _confounders(img, anat, rng, scan, lungf, hu):
   def spot():
     i = rng.integers(len(xs))
     return float(xs[i]), float(ys[i])
-  # Vessel knots: a vessel bifurcating or bending across the slab looks like a nodule,
-  # its branches like strands leaving it.
-  for _ in range(rng.poisson(2.5)):
+  # Vessel knots: a vessel running obliquely through the slab where it forks or bends
+  # shows as a short oval blob, its branches as tapering curved vessels leaving it.
+  for _ in range(rng.poisson(3.0)):
     x, y = spot()
-    r = rng.uniform(2.0, 6.0) * s
+    r = rng.uniform(1.8, 5.0) * s
     a = rng.uniform(0, 2 * math.pi)
-    turns = [0.0, math.pi + rng.uniform(-0.4, 0.4)] + list(rng.uniform(0.4, 2.6, rng.integers(1, 3)))
-    arms = [(x, y, x + rng.uniform(8, 16) * s * math.cos(a + t),
-             y + rng.uniform(8, 16) * s * math.sin(a + t), 0.6 * r, 0.25 * r, 1.0) for t in turns]
-    pa.paint_segments(img, arms, hu, lungf)
-    pa.paint_segments(img, [(x, y, x, y, r, r, rng.uniform(0.6, 1.0))], hu, lungf)
+    half = rng.uniform(0, 1.2) * r
+    arms = []
+    for t in [0.0, math.pi + rng.uniform(-0.5, 0.5)] + list(rng.uniform(0.5, 2.6, rng.integers(0, 2))):
+      arms += pa.vessel_tree(rng, anat, x, y, a + t, rng.uniform(0.4, 0.65) * r,
+                             int(rng.integers(1, 4)))
+    pa.paint_segments(img, in_slab(arms, scan, rng), hu, lungf)
+    pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a), x + half * math.cos(a),
+                             y + half * math.sin(a), r, r * rng.uniform(0.7, 1.0),
+                             rng.uniform(0.6, 1.0))], hu, lungf)
+  _small_nodules(img, anat, rng, scan, lungf, spot)
   # Scars: irregular linear strands of fibrosis; half start at the pleura (a pleural tag
   # with no nodule at its end).
   cache = anat.__dict__.setdefault('_points', {})
@@ -226,6 +238,76 @@ def _confounders(img, anat, rng, scan, lungf, hu):
                    rng.uniform(1.5, 4.0, len(k)) * s, -990.0, lungf)
 
 
+def _small_nodules(img, anat, rng, scan, lungf, spot):
+  """Intrapulmonary lymph nodes and granulomas: small smooth solid nodules (2-7 mm).
+
+  Common incidental findings that carry none of the signs (a smooth, round or oval
+  margin, no strands); most lie subpleurally, so they mimic lobulated, spiculated and
+  pleural nodules at a glance. About one slice in two shows one: more than in a
+  screening population, as the slices are those of patients with findings.
+  """
+  s = anat.scale
+  pleural = anat.__dict__.setdefault('_points', {})
+  if 'subpleural' not in pleural:
+    pleural['subpleural'] = np.nonzero((anat.dist > 3 * s) & (anat.dist < 12 * s))
+  sy, sx = pleural['subpleural']
+  for _ in range(rng.poisson(0.6)):
+    if rng.random() < 0.6 and len(sx):
+      i = rng.integers(len(sx))
+      x, y = float(sx[i]), float(sy[i])
+    else:
+      x, y = spot()
+    r = rng.uniform(1.5, 5.0) * s
+    sub, xs, ys, idx = sh.window(img, sh.around(x, y, 1.6 * r), 2)
+    alpha = sh.body_alpha(xs, ys, x, y, r, sh.harmonics(rng, 3, 0.12), scan,
+                          sh.cut_height(rng, r, 0.7))
+    sh.blend(sub, alpha * lungf[idx], rng.uniform(*sh.SOFT))
+
+
+def _pleural_and_dependent(img, anat, rng, scan, lungf):
+  """Pleural thickening and plaques, faint mosaic perfusion, dependent atelectasis."""
+  s = anat.scale
+  cache = anat.__dict__.setdefault('_points', {})
+  if 'pleura' not in cache:
+    cache['pleura'] = np.nonzero((anat.dist > 0) & (anat.dist < 2 * s))
+  py, px = cache['pleura']
+  if not len(px):
+    return
+  # Focal pleural thickening or a plaque: a smooth soft-tissue bump on the pleura
+  # (a pleural notch without a nodule or a strand: a mimic of PI).
+  for _ in range(rng.poisson(0.5)):
+    i = rng.integers(len(px))
+    cx, cy = anat.centroids[int(anat.lung[py[i], px[i]]) - 1]
+    a = math.atan2(cy - py[i], cx - px[i])
+    k = rng.uniform(3, 8) * s
+    d = k - rng.uniform(1, 4) * s
+    pa.paint_discs(img, px[i] - d * math.cos(a), py[i] - d * math.sin(a), k, pa.MUSCLE, lungf)
+  # Mosaic perfusion: a faintly denser lobule-sized patch (a ground-glass mimic).
+  ys, xs = _points(anat, 10 * s)
+  for _ in range(rng.poisson(0.6) if len(xs) else 0):
+    i = rng.integers(len(xs))
+    r = rng.uniform(8, 22) * s
+    sub, gx, gy, idx = sh.window(img, sh.around(float(xs[i]), float(ys[i]), 1.5 * r), 2)
+    alpha = sh.blob_alpha(gx, gy, float(xs[i]), float(ys[i]), r, sh.harmonics(rng, 5, 0.2),
+                          rng.uniform(3, 8) * s) * lungf[idx]
+    sh.blend(sub, alpha * np.clip(0.7 + 0.4 * pa.smooth_noise(rng, sub.shape, 3 * s), 0, 1),
+             rng.uniform(-810, -720))
+  # Dependent (compressive) atelectasis: a dense subpleural lens in the posterior lung,
+  # common in supine scans, without air bronchi (a mimic of AB and OP).
+  if rng.random() < 0.15:
+    post = np.flatnonzero(py > anat.centroids[0][1] + 20 * s)
+    if len(post):
+      i = post[rng.integers(len(post))]
+      cx, cy = anat.centroids[int(anat.lung[py[i], px[i]]) - 1]
+      a = math.atan2(cy - py[i], cx - px[i])
+      r, half = rng.uniform(3, 9) * s, rng.uniform(8, 25) * s
+      x, y = px[i] + 0.5 * r * math.cos(a), py[i] + 0.5 * r * math.sin(a)
+      tx, ty = -math.sin(a), math.cos(a)
+      pa.paint_segments(img, [(x - half * tx, y - half * ty, x + half * tx, y + half * ty, r,
+                               r * rng.uniform(0.6, 1.0), 1.0)],
+                        float(rng.uniform(-120, 40)), lungf)
+
+
 def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
                   scan: scanner_lib.Scan) -> np.ndarray:
   """One slice's object in HU: static tissues + this slice's lung detail."""
@@ -238,4 +320,5 @@ def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
   _vessels(img, anat, rng, scan, lungf, hu)
   _fissures(img, anat, rng, scan, lungf)
   _confounders(img, anat, rng, scan, lungf, hu)
+  _pleural_and_dependent(img, anat, rng, scan, lungf)
   return img

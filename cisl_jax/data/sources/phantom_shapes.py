@@ -136,11 +136,11 @@ def lobes(rng, r, n, depth):
   return out
 
 
-def lobed_alpha(xs, ys, x, y, r, lobe_list, scan, z, harm=()):
+def lobed_alpha(xs, ys, x, y, r, lobe_list, scan, z, harm=(), edge=1.0):
   """A core plus lobes, each a sphere-like body cut by the slab: a scalloped border."""
   # The body itself: a rough contour a little inside the lobes' outer edge.
-  alpha = body_alpha(xs, ys, x, y, 0.86 * r, harm, scan, z)
+  alpha = body_alpha(xs, ys, x, y, 0.86 * r, harm, scan, z, edge)
   for th, lr, d in lobe_list:
     alpha = np.maximum(alpha, body_alpha(xs, ys, x + d * math.cos(th), y + d * math.sin(th),
-                                         lr, (), scan, z * lr / r))
+                                         lr, (), scan, z * lr / r, edge))
   return alpha

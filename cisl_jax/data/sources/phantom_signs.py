@@ -42,13 +42,15 @@ def _weighted(segs, scan, rng, lo):
 def _nodule(img, p, anat, rng, scan, pad=1.3):
   """Paints the solid body of a nodular sign: lobed or harmonic contour, cut by the slab."""
   sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], pad * p['r']), 2)
+  # Margins are not all crisp: a blurred rim of 1-2 px (partial volume at an oblique
+  # border), drawn per nodule.
+  edge = p.get('edge', 1.0 + rng.uniform(0, 1.2) * anat.scale)
   if p.get('lobes'):
     alpha = sh.lobed_alpha(xs, ys, p['x'], p['y'], p['r'], p['lobes'], scan, p['z'],
-                           p.get('harm', ()))
+                           p.get('harm', ()), edge)
   else:
-    alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'],
-                          p.get('edge', 1.0))
-  sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 8.0))
+    alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'], edge)
+  sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 15.0, 2.0 * anat.scale))
   return sub, xs, ys
 
 
@@ -57,14 +59,18 @@ def _nodule(img, p, anat, rng, scan, pad=1.3):
 
 def _plan_ggo(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 6, 24) * s
+  r = u(rng, 5, 22) * s
   harm = sh.harmonics(rng, 7, 0.14)
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
   solid = rng.random() < 0.25
-  p = dict(x=x, y=y, r=r, harm=harm, edge=u(rng, 2, 6) * s, hu=u(rng, -750, -300),
-           core=u(rng, 0.2, 0.45) * r if solid else 0.0, z=sh.cut_height(rng, r, 0.5),
+  faint = rng.random() < 0.5  # half are a faint haze (-760..-600 HU)
+  hu = u(rng, -760, -600) if faint else u(rng, -600, -300)
+  # A faint one cut near its pole would vanish in the noise: cut those nearer the centre.
+  p = dict(x=x, y=y, r=r, harm=harm, edge=u(rng, 2, 6) * s, hu=hu,
+           core=u(rng, 0.2, 0.45) * r if solid else 0.0,
+           z=sh.cut_height(rng, r, 0.25 if faint else 0.5),
            vessel_angle=u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2, 3])))
   return p, sh.blob_box(x, y, ext, anat.size)
 
@@ -104,12 +110,12 @@ def _paint_ggo(img, p, anat, rng, scan):
 
 def _plan_lobulation(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 7, 21) * s
-  lobe_list = sh.lobes(rng, r, int(rng.integers(3, 10)), u(rng, 0.22, 0.42))
+  r = u(rng, 5, 19) * s
+  lobe_list = sh.lobes(rng, r, int(rng.integers(3, 10)), u(rng, 0.15, 0.4))
   ext = max(d + rl for _, rl, d in lobe_list)
   if not sh.inside(anat, x, y, ext + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.45),
+  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.65),
            harm=sh.harmonics(rng, 6, 0.08))
   if rng.random() < 0.25:  # lobulated and (finely) spiculated, as malignant nodules are
     p['segs'] = sh.spicules(rng, x, y, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
@@ -128,11 +134,11 @@ def _paint_lobulation(img, p, anat, rng, scan):
 def _plan_calcification(rng, anat, x, y):
   s = anat.scale
   kind = str(rng.choice(['dense', 'dense', 'central', 'rings', 'diffuse', 'popcorn']))
-  r = (u(rng, 2.5, 7) if kind == 'dense' else u(rng, 5, 12)) * s
+  r = (u(rng, 2, 6) if kind == 'dense' else u(rng, 4, 11)) * s
   if not sh.inside(anat, x, y, r + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, kind=kind, hu=u(rng, *sh.SOFT), calc=u(rng, 300, 1000),
-           harm=sh.harmonics(rng, 4, 0.1), z=sh.cut_height(rng, r, 0.3))
+  p = dict(x=x, y=y, r=r, kind=kind, hu=u(rng, *sh.SOFT), calc=u(rng, 200, 1000),
+           harm=sh.harmonics(rng, 4, 0.1), z=sh.cut_height(rng, r, 0.5))
   return p, sh.blob_box(x, y, r * 1.2, anat.size)
 
 
@@ -165,17 +171,17 @@ def _plan_cv(rng, anat, x, y):
   s = anat.scale
   cavity = rng.random() < 0.6
   if cavity:
-    r = (u(rng, 33, 46) if rng.random() < 0.15 else u(rng, 9, 28)) * s
+    r = (u(rng, 33, 46) if rng.random() < 0.15 else u(rng, 7, 26)) * s
   else:
-    r = u(rng, 7, 18) * s
+    r = u(rng, 6, 16) * s
   harm = sh.harmonics(rng, 6, 0.12)
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, ext + 2 * s):
     return None
   p = dict(x=x, y=y, r=r, harm=harm, hu=u(rng, *sh.SOFT), cavity=cavity,
-           z=sh.cut_height(rng, r, 0.3))
+           z=sh.cut_height(rng, r, 0.4))
   if cavity:
-    rin = r * u(rng, 0.3, 0.85)  # from thick-walled to thin-walled cavities
+    rin = r * u(rng, 0.3, 0.9)  # from thick-walled to thin-walled cavities
     off, ang = (r - rin) * u(rng, 0.1, 0.8), u(rng, 0, 2 * math.pi)
     p.update(rin=rin, cx=x + off * math.cos(ang), cy=y + off * math.sin(ang),
              inner_harm=sh.harmonics(rng, 6, 0.2))
@@ -183,7 +189,7 @@ def _plan_cv(rng, anat, x, y):
     n = int(rng.integers(1, 5))
     ang, rad = rng.uniform(0, 2 * math.pi, n), rng.uniform(0, 0.55 * r, n)
     p.update(bx=(x + rad * np.cos(ang)).tolist(), by=(y + rad * np.sin(ang)).tolist(),
-             br=(rng.uniform(1.2, 3.5, n) * s).tolist())
+             br=(rng.uniform(1.0, 3.0, n) * s).tolist())
   return p, sh.blob_box(x, y, ext, anat.size)
 
 
@@ -201,13 +207,13 @@ def _paint_cv(img, p, anat, rng, scan):
 
 def _plan_spiculation(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 5, 15) * s
-  segs = sh.spicules(rng, x, y, r, int(rng.integers(3, 21)), s)
+  r = u(rng, 4, 14) * s
+  segs = sh.spicules(rng, x, y, r, int(rng.integers(2, 17)), s, (4, 24), (0.35, 1.3))
   pts = np.array(segs)[:, [0, 1, 2, 3]].reshape(-1, 2)
   if not sh.inside(anat, x, y, r + 3 * s) or not all(sh.inside(anat, a, b, 2 * s) for a, b in pts):
     return None
   p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.12), segs=segs, hu=u(rng, *sh.SOFT),
-           z=sh.cut_height(rng, r, 0.4))
+           z=sh.cut_height(rng, r, 0.6))
   if rng.random() < 0.4:  # also lobulated
     p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.22, 0.4))
   return p, sh.box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
@@ -234,7 +240,7 @@ def _plan_pi(rng, anat, x, y):
   if n < 1e-3:
     return None
   nx, ny = nx / n, ny / n
-  r = u(rng, 7, 16) * s
+  r = u(rng, 5, 15) * s
   gap = u(rng, 5, 22) * s
   cx, cy = x + (r + gap) * nx, y + (r + gap) * ny
   if not sh.inside(anat, cx, cy, r + 1.5 * s):
@@ -248,9 +254,9 @@ def _plan_pi(rng, anat, x, y):
     # The pleura pulled in: a rounded notch of chest-wall tissue bulging into the lung.
     notches.append((px - k * nx, py - k * ny, k + depth))
     tags.append((px + depth * nx, py + depth * ny, cx + 0.3 * t * ny, cy - 0.3 * t * nx,
-                 u(rng, 1.0, 3.2) * s, u(rng, 0.4, 1.1) * s))
+                 u(rng, 0.6, 2.6) * s, u(rng, 0.3, 1.0) * s))
   p = dict(x=cx, y=cy, r=r, harm=sh.harmonics(rng, 6, 0.12), tags=tags, notches=notches,
-           hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.4))
+           hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.6))
   if rng.random() < 0.35:  # PI with spiculation, as they often come together
     p['segs'] = sh.spicules(rng, cx, cy, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
   if rng.random() < 0.25:

@@ -43,7 +43,7 @@ def _plug_tree(rng, x, y, a, w, s, generations, long):
 def plan_bmp(rng, anat, x, y):
   s = anat.scale
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
-  w = sh.u(rng, 1.8, 4.5) * s
+  w = sh.u(rng, 1.2, 4.0) * s  # from small plugs to dilated, filled bronchi
   long = rng.random() < 0.25  # some plugs run far out along the airways (boxes > 64 px)
   generations = 1 if long else int(rng.choice([0, 1, 1, 1, 2]))
   for _ in range(8 if long else 1):  # a long plug tries other directions to fit the lung
@@ -86,11 +86,13 @@ def paint_bmp(img, p, anat, rng, scan):
 
 
 # ---------------------------------------------------------------------------
-# AB: consolidation with dark branching air-filled bronchi inside.
+# AB: consolidation or a nodule with dark branching air-filled bronchi inside.
 
 def plan_ab(rng, anat, x, y):
   s = anat.scale
-  r = sh.u(rng, 14, 44) * s
+  # A third are air bronchograms in a nodule (as in adenocarcinoma), the rest in
+  # consolidations of varied extent.
+  r = (sh.u(rng, 7, 15) if rng.random() < 0.35 else sh.u(rng, 14, 44)) * s
   harm = sh.harmonics(rng, 8, 0.22)
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, 0.75 * ext):
@@ -98,7 +100,7 @@ def plan_ab(rng, anat, x, y):
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
   a = math.atan2(y - hy, x - hx)
   p = dict(x=x, y=y, r=r, harm=harm, hu=sh.u(rng, 15, 55), angle=a + rng.normal(0, 0.3),
-           edge=sh.u(rng, 2, 7) * s, halo=sh.u(rng, 0, 0.35), halo_hu=sh.u(rng, -650, -350))
+           edge=min(sh.u(rng, 2, 7) * s, 0.3 * r), halo=sh.u(rng, 0, 0.35), halo_hu=sh.u(rng, -650, -350))
   return p, sh.blob_box(x, y, ext, anat.size)
 
 
@@ -110,6 +112,9 @@ def paint_ab(img, p, anat, rng, scan):
     halo = sh.blob_alpha(xs, ys, p['x'], p['y'], p['r'] * (1 + p['halo']), p['harm'], 3 * p['edge'])
     sh.blend(sub, halo * lung * 0.8, p['halo_hu'])
   alpha = sh.blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge']) * lung
+  # Not evenly solid: lobules partly aerated at its margin and in patches.
+  alpha *= np.clip(sh.u(rng, 0.75, 1.0) + 0.3 * pa.smooth_noise(rng, sub.shape, 3.5 * s),
+                   0.3, 1.0)
   sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 15.0, 3.0 * s))
   # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
   a = p['angle']
@@ -119,8 +124,9 @@ def paint_ab(img, p, anat, rng, scan):
                         max_segments=int(rng.integers(3, 12) * size) + 2, bounded=False)
   if rng.random() < 0.5:  # a second bronchus entering beside the first
     b = a + sh.u(rng, 0.4, 0.8) * rng.choice([-1, 1])
-    tree += pa.vessel_tree(rng, anat, x0, y0, b, sh.u(rng, 1.0, 2.2) * s,
-                           max_segments=int(rng.integers(2, 8)), bounded=False)
+    tree += pa.vessel_tree(rng, anat, x0, y0, b, sh.u(rng, 1.0, 2.2) * s * min(1.0, 0.5 + size),
+                           max_segments=int(rng.integers(2, 8) * min(1.0, size)) + 1,
+                           bounded=False)
   tree = np.array(tree, np.float32).reshape(-1, 6)
   weight = scanner_lib.slab_contrast(2 * tree[:, 4] * scan.spacing, scan.thickness)
   inner = np.zeros_like(img)
@@ -180,7 +186,10 @@ def paint_op(img, p, anat, rng, scan):  # pylint: disable=unused-argument
   s = anat.scale
   alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), sh.u(rng, 1.2, 3.5) * s)
   alpha *= (anat.lung > 0)
-  # Consolidation is not perfectly even: a smooth mottle.
+  # Consolidation is not perfectly even: partly aerated patches and a smooth mottle.
+  # From dense and even to patchy, partly ground-glass pneumonia.
+  alpha *= np.clip(sh.u(rng, 0.75, 1.0) + 0.3 * pa.smooth_noise(rng, img.shape, 3.5 * s),
+                   0.3, 1.0)
   img += alpha * (p['hu'] + sh.texture(rng, img.shape, 18.0, 3.0 * s) - img)
   sub, xs, ys, _ = sh.window(img, sh.around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
   sh.blend(sub, sh.blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], sh.harmonics(rng, 4, 0.1), 1.0),
