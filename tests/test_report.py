@@ -173,3 +173,18 @@ def test_chance_level_results_are_flagged_and_no_bullet_is_empty(tmp_path):
   text = report.write_report(tmp_path).read_text()
   bullet = next(l for l in text.splitlines() if l.startswith('- Binary:'))
   assert bullet.startswith('- Binary: not measured: the stages fold1/binary_CV_pretrain')
+
+
+def test_training_curves_give_each_loss_its_own_panel(tmp_path):
+  # Losses used to share one linear axis: a KL of 0.5 flattened a D loss going 1 -> 1e-3.
+  from cisl_jax.report import figures  # pylint: disable=g-import-not-at-top
+  x = np.arange(10)
+  series = {'loss_d': (x, 10.0 ** (-x / 3)), 'loss_kl': (x, 0.5 + 0 * x),
+            'train/accuracy': (x, x / 10), 'test/accuracy': (x[-1:], np.array([0.7])),
+            'steps_per_sec': (x, 5 + 0 * x), 'hinge_loss': (x, np.linspace(-1, 1, 10))}
+  panels = figures.curve_panels(series)
+  assert [p.tags for p in panels] == [['hinge_loss'], ['loss_d'], ['loss_kl'],
+                                      ['test/accuracy', 'train/accuracy']]
+  assert [p.log for p in panels] == [False, True, False, False]
+  out = report.write_report(make_workdir(tmp_path))
+  assert (out.parent / 'training_curves.png').stat().st_size > 1000

@@ -145,6 +145,11 @@ def test_predictions_trace_each_patch_to_its_scan(tmp_path, monkeypatch):
   classifier.train_and_evaluate(c, str(tmp_path / 'bin'))
   p = np.load(tmp_path / 'bin' / wd.PREDICTIONS_FILE)
   held_out = fake_load_split()('', '', 0)
+  # A labelled row of training patches per class in TensorBoard (no images before).
+  from cisl_jax.report import figures  # pylint: disable=g-import-not-at-top
+  images = figures.read_images(tmp_path / 'bin')
+  assert sorted(images) == ['train_patches/CV', 'train_patches/not_CV']
+  assert images['train_patches/CV'].shape[0] == 64
   for key in ('patient_id', 'slice_path', 'sop_uid', 'box', 'kind'):
     assert len(p[key]) == len(p['labels']), key
   # Each row is the patch it scores: the CV patches (label 1) and non-CV backgrounds (0).

@@ -66,6 +66,12 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   assert result['steps'] == 4 and np.isfinite(result['train']['loss_g'])
   assert 0 <= result['held_out']['aux_classifier_accuracy'] <= 1
   assert result['held_out']['num_patches'] == 18  # sign patches only
+  # TensorBoard names each sign's row of samples (one unlabelled grid before).
+  from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+  from cisl_jax.report import figures  # pylint: disable=g-import-not-at-top
+  images = figures.read_images(full)
+  assert sorted(images) == sorted(f'samples/{s}' for s in signs.SIGNS)
+  assert images['samples/GGO'].shape == (64, 4 * 64)
 
   broken = str(tmp_path / 'broken')
   run_killed_after(3, lambda: gan.train_and_evaluate(tiny_config(), broken))

@@ -169,11 +169,13 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
     gen_images, gen_labels: the generated set (label codes 0-8).
     k: neighbours for precision/recall.
     max_generated: generated patches used per sign (a seeded subsample), to bound cost.
-    num_suspicious: how many most-suspicious generated patches to keep for the figure.
+    num_suspicious: rows of the figure: every measured sign's most suspicious patch,
+      then the next most suspicious ones up to this many rows.
     seed: subsampling seed.
 
   Returns:
-    {'per_sign': {sign: measures}, 'overall': measures, 'suspicious': [...]} where
+    {'per_sign': {sign: measures}, 'overall': measures, 'suspicious': [...],
+    'skipped_signs': {sign: why not measured} (every sign not in per_sign)} where
     'suspicious' rows hold the generated, nearest training and nearest held-out images
     (numpy, not JSON): each sign's smallest d_train / d_held (feature space) first,
     then the rest by that ratio.
@@ -200,8 +202,6 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
   per_sign, rows, skipped = {}, [], {}
   for s, name in enumerate(signs_lib.SIGNS):
     t, h, g = train_labels == s, held_labels == s, gen_labels == s
-    if not g.any() and not t.any():
-      continue
     # A sign absent from one of the three sets cannot be measured (small data of one's
     # own): say which and why, rather than fail on an empty array.
     absent = [what for what, m in (('real training', t), ('real held-out', h),
@@ -224,15 +224,17 @@ def evaluate(feature_fn: FeatureFn, train_images: np.ndarray, train_labels: np.n
     n = sum(w for w, _ in shares)
     for key in ('share', 'chance', 'pixel_share'):
       overall['memorisation'][key] = float(sum(w * m[key] for w, m in shares) / n)
-  # The figure shows each sign's most suspicious patch first (most suspicious sign
-  # first), then the rest by ratio, so that one sign's near-twins do not fill it.
+  # The figure shows each measured sign's most suspicious patch (most suspicious sign
+  # first), whatever num_suspicious says, so that no sign is dropped silently; then the
+  # rest by ratio up to num_suspicious rows, so that one sign's near-twins do not fill it.
   rows.sort(key=lambda r: r[0])
   firsts = list({r[1]: r for r in reversed(rows)}.values())[::-1]
   firsts.sort(key=lambda r: r[0])
-  rows = firsts + [r for r in rows if not any(r is f for f in firsts)]
+  rest = [r for r in rows if not any(r is f for f in firsts)]
+  rows = firsts + rest[:max(0, num_suspicious - len(firsts))]
   suspicious = [{'sign': name, 'ratio': float(ratio), 'd_train': float(dt),
                  'd_held': float(dh), 'generated': gen_images[gi],
                  'nearest_train': train_images[ti], 'nearest_held': held_images[hi]}
-                for ratio, name, gi, ti, hi, dt, dh in rows[:num_suspicious]]
+                for ratio, name, gi, ti, hi, dt, dh in rows]
   return {'per_sign': per_sign, 'overall': overall, 'suspicious': suspicious, 'k': k,
           'skipped_signs': skipped}

@@ -63,7 +63,8 @@ def to_markdown(results: dict, figure_name: str = 'memorisation.png',
     lines += ['', f'![Most suspicious generated patches]({figure_name})', '',
               'Each row: a generated patch, its nearest real training patch and its '
               'nearest real held-out patch (feature space); each sign\'s most suspicious '
-              'patch (smallest d_train/d_held) first, then the rest by that ratio.']
+              'patch (smallest d_train/d_held) first, then the rest by that ratio; a sign '
+              'that could not be measured has a row saying why.']
   return '\n'.join(lines) + '\n'
 
 
@@ -80,14 +81,20 @@ def jsonable(x):
   return x
 
 
-def plot_suspicious(suspicious: Sequence[dict], path: str) -> None:
-  """Writes a PNG: generated | nearest training | nearest held-out, one row each."""
+def plot_suspicious(suspicious: Sequence[dict], path: str,
+                    skipped: dict[str, str] | None = None) -> list[str]:
+  """Writes a PNG: generated | nearest training | nearest held-out, one row each, then
+  one labelled row per sign that could not be measured (`skipped`: sign -> why), so
+  that every sign is in the figure. Returns the rows' labels, top to bottom."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  n = max(len(suspicious), 1)
-  fig, axes = plt.subplots(n, 3, figsize=(6, 2.1 * n), squeeze=False)
+  skipped = skipped or {}
+  heights = [1.0] * len(suspicious) + [0.3] * len(skipped) or [1.0]  # text rows: short
+  fig, axes = plt.subplots(len(heights), 3, figsize=(6, 2.1 * sum(heights)), squeeze=False,
+                           gridspec_kw={'height_ratios': heights})
   titles = ('generated', 'nearest train', 'nearest held-out')
+  labels = [row['sign'] for row in suspicious]
   for r, row in enumerate(suspicious):
     for c, key in enumerate(('generated', 'nearest_train', 'nearest_held')):
       ax = axes[r, c]
@@ -98,8 +105,16 @@ def plot_suspicious(suspicious: Sequence[dict], path: str) -> None:
         ax.set_ylabel(f'{row["sign"]}\nratio {row["ratio"]:.2f}', fontsize=8)
       dist = {'nearest_train': row['d_train'], 'nearest_held': row['d_held']}.get(key)
       ax.set_title(titles[c] + (f'\nd={dist:.2f}' if dist is not None else ''), fontsize=8)
+  for r, (name, why) in enumerate(skipped.items(), start=len(suspicious)):
+    for ax in axes[r]:
+      ax.axis('off')
+    ax = axes[r, 1]
+    labels.append(f'{name}: not measured ({why})')
+    ax.text(0.5, 0.5, f'{name}: not measured\n({why})', ha='center', va='center',
+            fontsize=9, transform=ax.transAxes)
   fig.tight_layout()
   wd.save_figure(fig, path, dpi=100)
+  return labels
 
 
 def write_quality_section(out_dir: str, results: dict) -> dict:
@@ -120,6 +135,6 @@ def write_quality_section(out_dir: str, results: dict) -> dict:
   wd.write_text(paths['markdown'], section)
   if results['suspicious']:
     paths['figure'] = os.path.join(out_dir, wd.MEMORISATION_PNG)
-    plot_suspicious(results['suspicious'], paths['figure'])
+    plot_suspicious(results['suspicious'], paths['figure'], results.get('skipped_signs'))
   paths['section'] = section
   return paths

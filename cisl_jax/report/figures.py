@@ -1,4 +1,5 @@
 """The report's figures (PNG): confusion matrices, training curves, Fig. 4 and Fig. 5."""
+import dataclasses
 import pathlib
 
 import matplotlib
@@ -106,32 +107,87 @@ def read_scalars(stage_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return out
 
 
+@dataclasses.dataclass
+class Panel:
+  """One panel of the training curves: its tags share one y axis."""
+  title: str
+  tags: list[str]
+  log: bool  # log y axis: a positive series spanning DECADES_FOR_LOG decades or more
+
+
+DECADES_FOR_LOG = 2  # max/min of a positive loss at or above 10**2: log axis
+_LOSS_WORDS = ('loss', 'kl', 'recon')
+
+
+def _spans_decades(y: np.ndarray) -> bool:
+  y = np.asarray(y, np.float64)
+  y = y[np.isfinite(y)]
+  return bool(len(y) > 1 and y.min() > 0 and np.log10(y.max() / y.min()) >= DECADES_FOR_LOG)
+
+
+def curve_panels(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Panel]:
+  """One panel per loss (losses differ in scale by orders of magnitude, so they never
+  share an axis; log scale where one spans decades), then one for the accuracies
+  (all in [0, 1])."""
+  accs = sorted(t for t in series if 'acc' in t.lower())
+  losses = sorted(t for t in series
+                  if t not in accs and any(w in t.lower() for w in _LOSS_WORDS))
+  panels = [Panel(t, [t], _spans_decades(series[t][1])) for t in losses]
+  if accs:
+    panels.append(Panel('accuracy', accs, False))
+  return panels
+
+
+def read_images(stage_dir) -> dict[str, np.ndarray]:
+  """{tag: the last logged image (H, W) uint8} of a stage's TensorBoard image summaries
+  (the GAN's `samples/<sign>`, a classifier's `train_patches/<class>`)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for ev in sorted(pathlib.Path(stage_dir).glob('events.out.tfevents.*')):
+    try:
+      for e in tf.compat.v1.train.summary_iterator(str(ev)):
+        for v in e.summary.value:
+          if v.HasField('tensor') and v.metadata.plugin_data.plugin_name == 'images':
+            png = tf.make_ndarray(v.tensor)[2]  # width, height, then the encoded images
+            out[v.tag] = tf.io.decode_png(png).numpy()[..., 0]
+    except tf.errors.DataLossError:
+      continue
+  return out
+
+
 def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | None:
-  """One panel per stage (title -> stage folder under fold 0), every scalar tag whose
-  name says loss, accuracy or learning rate; None when no stage logged anything."""
+  """The scalars of each stage (title -> stage folder under fold 0): one row of panels
+  per stage (`curve_panels`), four panels a row at most; None when nothing was logged."""
   folds = wd.fold_dirs(workdir)
   if not folds:
     return None
   first = folds[min(folds)]
   logged = {t: read_scalars(first / s) for t, s in stages.items()}
-  logged = {t: v for t, v in logged.items() if v}
-  if not logged:
+  panels = {t: (v, curve_panels(v)) for t, v in logged.items() if v and curve_panels(v)}
+  if not panels:
     return None
-  n = len(logged)
-  cols = min(n, 3)
-  rows = (n + cols - 1) // cols
-  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
-  for ax, (title, series) in zip(axes.flat, logged.items()):
-    for tag, (x, y) in sorted(series.items()):
-      if any(w in tag.lower() for w in ('loss', 'acc', 'kl', 'recon')):
+  cols = min(4, max(len(p) for _, p in panels.values()))
+  rows = [(t, v, p[i:i + cols]) for t, (v, p) in panels.items() for i in range(0, len(p), cols)]
+  fig, axes = plt.subplots(len(rows), cols, figsize=(3.3 * cols, 2.5 * len(rows)),
+                           squeeze=False)
+  for r, (title, series, row) in enumerate(rows):
+    for c in range(cols):
+      ax = axes[r][c]
+      if c >= len(row):
+        ax.axis('off')
+        continue
+      panel = row[c]
+      for tag in panel.tags:
+        x, y = series[tag]
         ax.plot(x, y, label=tag, lw=1.2, marker='o' if len(x) < 3 else None)
-    ax.set_title(f'{title} (fold {min(folds)})', fontsize=9)
-    ax.set_xlabel('step', fontsize=8)
-    ax.tick_params(labelsize=7)
-    if ax.lines:
-      ax.legend(fontsize=6, loc='best')
-  for ax in list(axes.flat)[n:]:
-    ax.axis('off')
+      if panel.log:
+        ax.set_yscale('log')
+      ax.set_title(f'{title}: {panel.title}' + (' (log)' if panel.log else ''), fontsize=8)
+      ax.set_xlabel('step', fontsize=7)
+      ax.tick_params(labelsize=6)
+      if len(panel.tags) > 1:
+        ax.legend(fontsize=6, loc='best')
+  fig.suptitle(f'Training curves, fold {min(folds)}: one panel per loss', fontsize=10)
   fig.tight_layout()
   return _save(fig, path)
 

@@ -281,7 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                          grad_norm_of(config)),
                  images=images, labels=labels, batch_size=batch_size, num_steps=num_steps,
                  data_seed=data_seed, train_key=train_key, mesh=mesh,
-                 scalar_prefix='train/')
+                 scalar_prefix='train/',
+                 after_step=_log_patches_once(images, labels, class_names(config)))
   logging.info('classifier %s: wrote checkpoints to %s', config.mode, run.checkpoint_dir)
 
   result = _evaluate_and_write(config, workdir, graphdef, run.state, preprocess_fn, mesh,
@@ -289,6 +290,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   run.summaries.scalars(num_steps, {'test/accuracy': result['accuracy']})
   run.summaries.close()
   return result
+
+
+def class_names(config) -> tuple[str, ...]:
+  """The task's class names by label: the 10 classes, or (not_<sign>, <sign>)."""
+  if common.task_name(config) == 'ten_class':
+    return signs.CLASS_NAMES
+  sign = signs.SIGNS[common.sign_code(config)]
+  return (f'not_{sign}', sign)
+
+
+def _log_patches_once(images, labels, names, per_class: int = 8):
+  """An after_step that logs `train_patches/<class>` (a row of the stage's first training
+  patches per class) at step 1: what the stage trained on, labelled, in TensorBoard."""
+  def log(done, state, summaries):
+    del state
+    if done == 1:
+      summaries.labelled_images(1, 'train_patches',
+                                common.labelled_rows(images, labels, names, per_class))
+  return log
 
 
 def _held_out(config) -> dict[str, Any]:

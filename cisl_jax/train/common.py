@@ -13,7 +13,7 @@ cisl_jax/workdir.py.
 import collections
 import functools
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +137,11 @@ class Summaries:
       self._tf.summary.image(name, np.asarray(images, np.float32), step=step,
                              max_outputs=max_outputs)
 
+  def labelled_images(self, step: int, prefix: str, rows: Mapping[str, np.ndarray]) -> None:
+    """One image summary per class, `<prefix>/<name>` (see `labelled_rows`)."""
+    for name, row in rows.items():
+      self.images(step, f'{prefix}/{name}', row)
+
   def close(self) -> None:
     if self._writer is not None:
       self._writer.flush()
@@ -153,6 +158,19 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
     r, c = divmod(i, cols)
     grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = (np.clip(im, -1, 1) + 1) / 2
   return grid
+
+
+def labelled_rows(images: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                  per_row: int = 8) -> dict[str, np.ndarray]:
+  """{class name: one (1, H, per_row*W, 1) row in [0, 1] of its first `per_row` patches}
+  for every class present: logged under `<prefix>/<name>`, TensorBoard labels each row."""
+  labels = np.asarray(labels)
+  rows = {}
+  for code, name in enumerate(names):
+    idx = np.flatnonzero(labels == code)[:per_row]
+    if len(idx):
+      rows[name] = image_grid(np.asarray(images)[idx], 1)[None, ..., None]
+  return rows
 
 
 def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:

@@ -261,11 +261,12 @@ def sign_patches(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]
           np.asarray(arrays['label'], np.int32)[keep])
 
 
-def sample_grid(graphdef, state, key, per_sign: int = 4) -> np.ndarray:
-  """A (9*64, per_sign*64) grid in [0, 1]: one row of prior samples per sign."""
+def sample_rows(graphdef, state, key, per_sign: int = 4) -> dict[str, np.ndarray]:
+  """{sign: a (1, 64, per_sign*64, 1) row in [0, 1] of its prior samples}, logged as
+  `samples/<sign>` so that TensorBoard names each sign's row."""
   labels = jnp.repeat(jnp.arange(signs.NUM_SIGNS), per_sign)
   images = sharding.to_host(sample(graphdef, state, key, labels))
-  return common.image_grid(images, signs.NUM_SIGNS)
+  return common.labelled_rows(images, np.asarray(labels), signs.SIGNS, per_sign)
 
 
 def restore(gan_workdir: str) -> tuple[nnx.GraphDef, dict[str, Any], ml_collections.ConfigDict]:
@@ -308,8 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def grids(done, state, summaries):
     if done % config.gan.sample_every == 0 or done == config.num_steps:
-      summaries.images(done, 'samples',
-                       sample_grid(graphdef, state, sample_key)[None, ..., None])
+      summaries.labelled_images(done, 'samples', sample_rows(graphdef, state, sample_key))
 
   run = loop.fit(config, workdir, name='gan', graphdef=graphdef, state=state,
                  train_step=make_train_step(config, tx), images=images, labels=labels,
