@@ -182,6 +182,8 @@ def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | Non
         ax.plot(x, y, label=tag, lw=1.2, marker='o' if len(x) < 3 else None)
       if panel.log:
         ax.set_yscale('log')
+      if panel.title == 'accuracy':
+        ax.set_ylim(-0.02, 1.02)
       ax.set_title(f'{title}: {panel.title}' + (' (log)' if panel.log else ''), fontsize=8)
       ax.set_xlabel('step', fontsize=7)
       ax.tick_params(labelsize=6)
