@@ -255,6 +255,15 @@ def _accuracy(rows: list[tuple[str, str, str]], confidence: Mapping[str, int]) -
   for name, want in (('mean_confidence_correct', True), ('mean_confidence_wrong', False)):
     vals = [confidence[i] for i, r in right if r == want and i in confidence]
     out[name] = float(np.mean(vals)) if vals else None
+  # Accuracy at each confidence level given: a reader who can tell should be right
+  # more often when sure.
+  out['by_confidence'] = {}
+  for level in CONFIDENCE_SCALE:
+    hits = [r for i, r in right if confidence.get(i) == level]
+    if hits:
+      out['by_confidence'][str(level)] = {'num_marked': len(hits), 'correct': sum(hits),
+                                          'accuracy': sum(hits) / len(hits)}
+  out['num_without_confidence'] = sum(i not in confidence for i, _ in right)
   return out
 
 
@@ -342,6 +351,13 @@ def score_markdown(scores: dict) -> str:
                     f' Mean confidence (1-5) when {w}: {o[k]:.2f}.' for w, k in (
                         ('right', 'mean_confidence_correct'),
                         ('wrong', 'mean_confidence_wrong')) if o[k] is not None)]
+      if o.get('by_confidence'):
+        lines += ['', '| confidence (1 a guess, 5 certain) | marked | right | accuracy |',
+                  '|---|---|---|---|']
+        lines += [f'| {level} | {c["num_marked"]} | {c["correct"]} | '
+                  f'{100 * c["accuracy"]:.1f}% |' for level, c in o['by_confidence'].items()]
+        if o['num_without_confidence']:
+          lines.append(f'| none given | {o["num_without_confidence"]} | | |')
   if scores.get('agreement'):
     lines += ['', '## Agreement between readers', '', '| readers | Cohen\'s kappa | items |',
               '|---|---|---|']

@@ -221,3 +221,36 @@ def test_score_gives_accuracy_binomial_test_kappa_and_confidence():
   b['confidence'] = {key['items'][0]['id']: 7}
   with pytest.raises(turing.AnswersError, match='confidence must be an integer 1'):
     turing.score(key, {'b.json': b})
+
+
+def test_confidence_is_offered_stored_with_the_answers_and_scored_by_level(tmp_path):
+  # The page offered no confidence scale and score gave no accuracy by confidence.
+  real, rl, gen, gl = make_sets()
+  html, key = turing.build(real, rl, gen, gl, num_real=2, num_generated=2, seed=0)
+  page_path, key_path = turing.write(str(tmp_path / 'out'), html, key)
+  page = open(page_path).read()
+  assert all(f'class="conf" data-level="{k}"' in page for k in range(1, 6))
+  assert 'confidence: confidence' in page  # the downloaded answers carry it
+  # Answers as the page downloads them: sure (5) and right on real patches, a guess (1)
+  # on generated ones, called real; one generated patch marked without confidence.
+  items = key['items']
+  answers = answers_for(key, lambda it: 'real', reader='C')
+  gen_ids = [it['id'] for it in items if it['truth'] == 'generated']
+  answers['confidence'] = {it['id']: 5 if it['truth'] == 'real' else 1 for it in items
+                           if it['id'] != gen_ids[0]}
+  path = tmp_path / 'turing_answers_C.json'
+  path.write_text(json.dumps(answers))
+  scores = turing.score(turing.load_key(key_path), {str(path): turing.load_answers(str(path))})
+  o = scores['readers']['C']['overall']
+  n_real, n_gen = len(items) - len(gen_ids), len(gen_ids)
+  assert o['by_confidence'] == {
+      '1': {'num_marked': n_gen - 1, 'correct': 0, 'accuracy': 0.0},
+      '5': {'num_marked': n_real, 'correct': n_real, 'accuracy': 1.0}}
+  assert o['num_without_confidence'] == 1
+  md = turing.score_markdown(scores)
+  assert f'| 5 | {n_real} | {n_real} | 100.0% |' in md and '| none given | 1 | | |' in md
+  out = run_launcher('score', f'--key={key_path}', f'--answers={path}',
+                     f'--out={tmp_path / "scores"}')
+  assert out.returncode == 0, out.stderr[-2000:]
+  saved = json.loads((tmp_path / 'scores' / 'scores.json').read_text())
+  assert saved['readers']['C']['overall']['by_confidence']['5']['accuracy'] == 1.0

@@ -1,4 +1,5 @@
-"""Drives the Turing test page in headless Chromium: mark all, change one, reload, download, score.
+"""Drives the Turing test page in headless Chromium: mark all (with some confidences),
+change one, reload, download, score.
 
 Needs Debian's `chromium` package (/usr/bin/chromium) and the pinned `playwright` from
 PyPI; Playwright's own browser download is never used. Skipped, with the reason, where
@@ -81,6 +82,18 @@ def drive(page_path, key_path, tmp_path):
         width = page.evaluate("document.getElementById('patch').getBoundingClientRect().width")
         assert width == page.evaluate('DATA.size_px') > 64
         mark = intended(truth[item_id])
+        # Optional confidence: by key, by button, and a key pressed twice (cleared).
+        if i == 0:
+          page.keyboard.press('4')
+          confident = {item_id: 4}
+        elif i == 1:
+          page.click('button.conf[data-level="2"]')
+          assert 'chosen' in page.get_attribute('button.conf[data-level="2"]', 'class')
+          confident[item_id] = 2
+        elif i == 2:
+          page.keyboard.press('3')
+          page.keyboard.press('3')
+        assert page.get_attribute('#patch', 'data-item') == item_id  # it does not advance
         if i % 2:
           page.keyboard.press('R' if mark == 'real' else 'F')
         else:
@@ -130,6 +143,7 @@ def drive(page_path, key_path, tmp_path):
   expected = {i: intended(it) for i, it in truth.items()}
   expected[changed] = flipped
   assert answers['answers'] == expected
+  assert answers['confidence'] == confident  # stored with the answers, the cleared one gone
 
   scores = turing.score(turing.load_key(key_path), {answers_path: answers})
   total = scores['readers']['Dr Test']['total']
