@@ -29,8 +29,10 @@ PathLike = str | os.PathLike
 
 # Fields that change how a run logs or is spread over hosts, never its results: a
 # workdir may be resumed with them changed.
+# The generate stage's extra per-sign exports are copies of the set, not results either.
 IGNORED_FIELDS = frozenset({'log_every', 'checkpoint_every', 'keep_checkpoints',
-                            'coordinator_address', 'num_processes', 'process_id'})
+                            'coordinator_address', 'num_processes', 'process_id',
+                            'export_png', 'export_npy', 'export_grid_size'})
 _MAX_SHOWN = 8
 
 # Files of a stage folder.
@@ -40,6 +42,7 @@ PREDICTIONS_FILE = 'predictions.npz'  # classifier stages: labels, preds, probs,
 CHECKPOINTS_DIR = 'checkpoints'  # Orbax checkpoints
 GENERATED_DIR = 'generated'  # generate stage: the generated patch set
 FIG3_FILE = 'fig3_real_vs_generated.png'  # generate stage: the paper's Fig. 3 grid
+EXPORT_DIR = 'export'  # generate stage: <sign>.npy and <sign>.png per sign, when asked
 QUALITY_JSON = 'quality.json'  # quality stage: every measure
 QUALITY_MD = 'quality.md'  # quality stage: the report section
 MEMORISATION_PNG = 'memorisation.png'  # quality stage: the most suspicious patches

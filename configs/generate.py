@@ -4,7 +4,8 @@ Run (from the repo root):
   python launch/generate.py --config=configs/generate.py:quick \
       --workdir=workdir/quick/fold0/generate --config.gan_workdir=workdir/quick/fold0/gan
 Writes <workdir>/generated/ (the set input_pipeline.load_generated reads) and
-<workdir>/fig3_real_vs_generated.png. Expected runtime: quick, under a minute on 2 CPU
+<workdir>/fig3_real_vs_generated.png; with --config.export_npy / --config.export_png
+also <workdir>/export/<sign>.npy and <sign>.png per sign. Expected runtime: quick, under a minute on 2 CPU
 cores; paper (18,000 per sign = 162,000 patches), about a minute on one H100-class GPU.
 The GAN's width and latent size come from the GAN run's config.json.
 """
@@ -24,5 +25,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.num_per_sign = 300 if quick else 18_000
   c.batch_size = 256 if quick else 2048  # decoder batch (generation only)
   c.fig3_per_sign = 8  # real and generated examples per sign in the Fig. 3 grid
+  # Per-sign copies of the set in <workdir>/export/ (set them on the run that generates:
+  # a finished stage does nothing): <sign>.npy, (N, 64, 64) float32 in [-1, 1] over the
+  # dataset's HU window; <sign>.png, a grid of its first export_grid_size patches.
+  c.export_npy = False
+  c.export_png = False
+  c.export_grid_size = 64  # patches per sign in each PNG grid (8 per row)
   c.lock()
   return c

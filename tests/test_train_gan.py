@@ -89,8 +89,11 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   g.num_per_sign = 5
   g.batch_size = 16
   g.fig3_per_sign = 3
+  g.export_npy = g.export_png = True
   out = generate.generate(g, str(tmp_path / 'gen'))
   assert out['num_generated'] == 45
+  assert np.load(out['exported']['OP']['npy']).shape == (5, 64, 64)
+  assert os.path.isfile(out['exported']['OP']['png'])
   data = input_pipeline.load_generated(os.path.join(str(tmp_path / 'gen'), 'generated'))
   assert data['image'].shape == (45, 64, 64, 1)
   np.testing.assert_array_equal(np.bincount(data['label']), [5] * 9)
@@ -118,3 +121,23 @@ def test_paper_recipe_is_the_improved_one_with_every_piece_off():
   assert (ga, da) == (gb, db)
   for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_generated_patches_export_per_sign_as_npy_and_png_grids(tmp_path):
+  # generate.py wrote only the TFDS-like set; per-sign PNG grids and NPY are asked for.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  labels = np.repeat([0, 3], [10, 3])  # GGO and CV only
+  images = rng.uniform(-1, 1, (len(labels), 64, 64, 1)).astype(np.float32)
+  out = generate.export_per_sign(images, labels, str(tmp_path / 'export'), npy=True,
+                                 png=True, grid_size=9)
+  assert sorted(out) == ['CV', 'GGO']
+  np.testing.assert_array_equal(np.load(out['GGO']['npy']), images[:10, ..., 0])
+  grid = np.asarray(Image.open(out['GGO']['png']))
+  assert grid.shape == (2 * 64, 8 * 64) and grid.dtype == np.uint8  # 9 of 10, 8 a row
+  np.testing.assert_allclose(grid[:64, 64:128] / 255, (images[1, ..., 0] + 1) / 2, atol=0.5 / 255 + 1e-6)
+  assert (grid[64:, 64:] == 255).all()  # no patch there
+  assert Image.open(out['CV']['png']).size == (8 * 64, 64)
+  assert sorted(os.listdir(tmp_path / 'export')) == ['CV.npy', 'CV.png', 'GGO.npy', 'GGO.png']
+  assert generate.export_per_sign(images, labels, str(tmp_path / 'none'), npy=False,
+                                  png=False) == {} and not (tmp_path / 'none').exists()

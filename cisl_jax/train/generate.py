@@ -2,7 +2,8 @@
 
 Writes `<workdir>/generated/` (input_pipeline.write_generated; read back with
 load_generated), `<workdir>/fig3_real_vs_generated.png` (real training patches beside
-generated ones, one row per sign, as the paper's Fig. 3) and `<workdir>/metrics.json`.
+generated ones, one row per sign, as the paper's Fig. 3), when asked (config.export_npy,
+config.export_png) per-sign copies in `<workdir>/export/` and `<workdir>/metrics.json`.
 """
 import os
 import time
@@ -71,6 +72,42 @@ def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_label
   return path
 
 
+GRID_COLUMNS = 8
+
+
+def export_per_sign(images: np.ndarray, labels: np.ndarray, out_dir: str, *, npy: bool,
+                    png: bool, grid_size: int = 64) -> dict[str, dict[str, str]]:
+  """Writes `<sign>.npy` (that sign's patches, (N, 64, 64) float32 in [-1, 1]) and/or
+  `<sign>.png` (8-bit grey grid of its first `grid_size` patches, 8 a row, -1 black,
+  1 white) for each sign into `out_dir`, atomically as one folder.
+
+  Returns {sign: {'npy': path, 'png': path}} of what was written ({} when neither).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if not (npy or png):
+    return {}
+  written = {}
+  with workdir_lib.atomic_dir(out_dir) as tmp:
+    for code, name in enumerate(signs.SIGNS):
+      patches = np.asarray(images, np.float32)[np.asarray(labels) == code]
+      if not len(patches):
+        continue
+      written[name] = {}
+      if npy:
+        np.save(os.path.join(tmp, f'{name}.npy'), patches[..., 0])
+        written[name]['npy'] = os.path.join(out_dir, f'{name}.npy')
+      if png:
+        shown = patches[:grid_size]
+        rows = -(-len(shown) // GRID_COLUMNS)
+        grid = common.image_grid(np.concatenate(
+            [shown, np.ones((rows * GRID_COLUMNS - len(shown),) + shown.shape[1:],
+                            np.float32)]), rows)
+        Image.fromarray(np.round(grid * 255).astype(np.uint8), 'L').save(
+            os.path.join(tmp, f'{name}.png'))
+        written[name]['png'] = os.path.join(out_dir, f'{name}.png')
+  return written
+
+
 def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Restores the GAN of config.gan_workdir and writes the generated set and Fig. 3."""
   if (done := workdir_lib.finished(workdir, config)) is not None:
@@ -94,10 +131,15 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   real_images, real_labels = gan.sign_patches(real)
   fig_path = fig3(real_images, real_labels, images, labels, config.fig3_per_sign,
                   os.path.join(workdir, workdir_lib.FIG3_FILE), config.seed)
+  exported = export_per_sign(images, labels, os.path.join(workdir, workdir_lib.EXPORT_DIR),
+                             npy=config.get('export_npy', False),
+                             png=config.get('export_png', False),
+                             grid_size=config.get('export_grid_size', 64))
   result = {'stage': 'generate', 'gan_workdir': os.path.abspath(config.gan_workdir),
             'num_per_sign': int(config.num_per_sign), 'num_generated': int(len(labels)),
             'generated_dir': out_dir, 'fig3': fig_path,
-            'pixel_mean': float(images.mean()), 'pixel_std': float(images.std())}
+            'pixel_mean': float(images.mean()), 'pixel_std': float(images.std()),
+            'exported': exported}
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   terminal.say(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
   return result
