@@ -148,7 +148,7 @@ def test_predictions_trace_each_patch_to_its_scan(tmp_path, monkeypatch):
   # A labelled row of training patches per class in TensorBoard (no images before).
   from cisl_jax.report import figures  # pylint: disable=g-import-not-at-top
   images = figures.read_images(tmp_path / 'bin')
-  assert sorted(images) == ['train_patches/CV', 'train_patches/not_CV']
+  assert sorted(images) == ['train_patches/CV', 'train_patches/non-CV']
   assert images['train_patches/CV'].shape[0] == 64
   for key in ('patient_id', 'slice_path', 'sop_uid', 'box', 'kind'):
     assert len(p[key]) == len(p['labels']), key

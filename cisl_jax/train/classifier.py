@@ -292,14 +292,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return result
 
 
-def class_names(config) -> tuple[str, ...]:
-  """The task's class names by label: the 10 classes, or (not_<sign>, <sign>)."""
-  if common.task_name(config) == 'ten_class':
-    return signs.CLASS_NAMES
-  sign = signs.SIGNS[common.sign_code(config)]
-  return (f'not_{sign}', sign)
-
-
 def _log_patches_once(images, labels, names, per_class: int = 8):
   """An after_step that logs `train_patches/<class>` (a row of the stage's first training
   patches per class) at step 1: what the stage trained on, labelled, in TensorBoard."""
