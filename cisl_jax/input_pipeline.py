@@ -108,11 +108,12 @@ def binary_indices(arrays: Mapping[str, np.ndarray], sign: int,
   pool = background_pool(arrays, sign)
   name = signs.SIGNS[sign]
   if not len(pos):
-    raise ValueError(f'no {name!r} patches in these folds; the binary task of {name} '
-                     'needs some (check the dataset card for counts per fold).')
+    raise signs.AbsentClass(f'no {name!r} patches in these folds; the binary task of {name} '
+                            'needs some (check the dataset card for counts per fold).')
   if not len(pool):
-    raise ValueError(f'no background patches from slices without {name!r} in these folds; '
-                     'raise patches.backgrounds_per_slice or add slices without that sign.')
+    raise signs.AbsentClass(
+        f'no background patches from slices without {name!r} in these folds (every slice '
+        f'shows {name}); add slices without that sign or raise patches.backgrounds_per_slice.')
   rng = np.random.default_rng(seed)
   idx = np.concatenate([pos, _sample(pool, len(pos), rng)])
   y = np.concatenate([np.ones(len(pos), np.int32), np.zeros(len(pos), np.int32)])
@@ -160,8 +161,9 @@ def pretrain_task(generated: Mapping[str, np.ndarray], real_train: Mapping[str, 
   def background(s):
     pool = background_pool(real_train, s)
     if not len(pool):
-      raise ValueError('no real background patches in the training folds'
-                       + (f' from slices without {signs.SIGNS[s]!r}' if s is not None else ''))
+      raise signs.AbsentClass(
+          'no real background patches in the training folds'
+          + (f' from slices without {signs.SIGNS[s]!r}' if s is not None else ''))
     return real_images[_sample(pool, n_per_class, rng)]
 
   if task == 'binary':

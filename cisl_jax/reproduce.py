@@ -8,7 +8,10 @@ in-process (the jit caches carry over between stages of equal shapes) in its own
 folder `<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done
 and is skipped, so a killed run started again continues where it stopped. A stage
 that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
-need it are marked blocked, every other stage still runs, and the report lists them.
+need it are marked blocked, every other stage still runs, and the report lists them. A
+stage the data cannot feed (a sign without patches in its training or held-out fold, by
+the dataset card or signs.AbsentClass from the stage) is skipped with the reason, as are
+the stages that need it: printed, in status.json and in the report, never "failed".
 """
 import copy
 import dataclasses
@@ -90,6 +93,36 @@ def check_dataset(config) -> None:
   if bad_folds:
     raise ValueError(f'--config.folds={tuple(config.folds)}: {bad_folds} not in '
                      f'0..{config.num_folds - 1}.')
+
+
+def read_card(config) -> dict | None:
+  """The built dataset's card (dataset_card.json: patches per class and fold), or None."""
+  return wd.read_json(pathlib.Path(config.data_dir, 'cisl_patches', config.source, '1.0.0',
+                                   'dataset_card.json'))
+
+
+def absent_reason(stage: Stage, card: dict | None) -> str | None:
+  """Why a stage cannot be measured on this dataset, from its card, else None: a binary
+  stage whose sign has no patches in its training folds (nothing to train on; the GAN
+  never saw it) or in its held-out fold (nothing to test on); a GAN without any sign
+  patch to train on."""
+  cfg = stage.config
+  if card is None or 'fold' not in cfg or 'num_folds' not in cfg:
+    return None
+  per_fold = {int(k[4:]): v.get('per_class', {}) for k, v in card.get('folds', {}).items()
+              if k.startswith('fold') and k[4:].isdigit()}
+  train = [f for f in range(cfg.num_folds) if f != cfg.fold]
+  count = lambda name, folds: sum(int(per_fold.get(f, {}).get(name, 0)) for f in folds)
+  if stage.runner == 'gan' and not any(count(s, train) for s in signs.SIGNS):
+    return f'no sign patches in the training folds {train} (dataset card)'
+  if stage.runner != 'classifier' or cfg.get('task') != 'binary':
+    return None
+  sign = signs.canonical(cfg.sign)
+  missing = ([f'the training folds {train}'] if not count(sign, train) else []) + (
+      [f'the held-out fold {cfg.fold}'] if not count(sign, [cfg.fold]) else [])
+  if missing:
+    return f'no {sign} patches in {" or in ".join(missing)} (dataset card)'
+  return None
 
 
 def check_configs(stages: list[Stage]) -> None:
@@ -275,8 +308,20 @@ def run(config, workdir, runners: Runners | None = None,
   status_path = workdir / wd.STATUS_FILE
   status = json.loads(status_path.read_text()) if status_path.exists() else {}
   stages = plan(config, workdir)
+  card = read_card(config)
   start = time.time()
   not_ok: list[str] = []
+
+  def todo(rest):  # what the estimate counts: unfinished stages the data can feed
+    return [s for s in rest if not wd.is_done(s.workdir) and absent_reason(s, card) is None]
+
+  def skip(stage, prefix, reason, cause=None):
+    # Not measurable on this data (an absent class): neither failed nor to retry.
+    status[stage.name] = {'state': 'skipped', 'kind': stage.kind, 'reason': reason,
+                          'cause': cause or reason}
+    terminal.say(f'{prefix}: skipped: {reason}')
+    wd.write_json(status_path, status)
+
   for i, stage in enumerate(stages):
     prefix = f'[{i + 1}/{len(stages)}] {stage.name}'
     if wd.is_done(stage.workdir):
@@ -284,6 +329,14 @@ def run(config, workdir, runners: Runners | None = None,
       if prev.get('state') != 'done':
         status[stage.name] = {'state': 'done', 'kind': stage.kind, 'skipped': True}
       terminal.say(f'{prefix}: already done, skipped')
+      continue
+    if (reason := absent_reason(stage, card)) is not None:
+      skip(stage, prefix, reason)
+      continue
+    skipped_needs = [n for n in stage.needs if status.get(n, {}).get('state') == 'skipped']
+    if skipped_needs:
+      cause = status[skipped_needs[0]].get('cause') or status[skipped_needs[0]]['reason']
+      skip(stage, prefix, f'needs {skipped_needs[0]}, skipped: {cause}', cause)
       continue
     missing = [n for n in stage.needs if status.get(n, {}).get('state') != 'done']
     if missing:
@@ -293,7 +346,7 @@ def run(config, workdir, runners: Runners | None = None,
       logging.error('%s: blocked: needs %s', prefix, ', '.join(missing))
       wd.write_json(status_path, status)
       continue
-    eta = _eta([s for s in stages[i:] if not wd.is_done(s.workdir)], status)
+    eta = _eta(todo(stages[i:]), status)
     eta_text = _duration(eta) if eta is not None else 'after the first stage'
     terminal.status(f'{prefix}: running (elapsed {_duration(time.time() - start)}, '
                     f'ETA {eta_text})')
@@ -304,6 +357,10 @@ def run(config, workdir, runners: Runners | None = None,
       if not wd.is_done(stage.workdir):
         raise RuntimeError(f'{stage.workdir}: the stage returned without writing '
                            f'{wd.METRICS_FILE}')
+    except signs.AbsentClass as e:  # found by the stage itself (e.g. no background pool)
+      logging.info('%s: not measurable: %s', prefix, e)
+      skip(stage, prefix, str(e))
+      continue
     except Exception as e:  # pylint: disable=broad-except
       # One stage's failure must not cost the others' results: record it and go on.
       logging.exception('%s: FAILED after %.1fs: %s', prefix, time.time() - t0, e)
@@ -316,14 +373,16 @@ def run(config, workdir, runners: Runners | None = None,
       # measures the load, the CPU time the work.
       status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0,
                             'cpu_seconds': time.process_time() - cpu0}
-      left = _eta([s for s in stages[i + 1:] if not wd.is_done(s.workdir)], status)
+      left = _eta(todo(stages[i + 1:]), status)
       terminal.say(f'{prefix}: done in {time.time() - t0:.1f}s '
                    f'({time.process_time() - cpu0:.1f} CPU s); elapsed '
                    f'{_duration(time.time() - start)}, about {_duration(left or 0)} left')
     wd.write_json(status_path, status)
   wd.write_json(status_path, status)
+  num_skipped = sum(status.get(s.name, {}).get('state') == 'skipped' for s in stages)
   terminal.say(f'all {len(stages)} stages visited in {_duration(time.time() - start)}; '
-               f'{len(not_ok)} failed or blocked')
+               f'{len(not_ok)} failed or blocked, {num_skipped} not measurable on this data '
+               '(skipped, the report says why)')
   readme = None
   if write_report:
     from cisl_jax.report import readme as readme_lib  # pylint: disable=g-import-not-at-top

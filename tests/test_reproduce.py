@@ -264,3 +264,65 @@ def test_finished_stages_of_another_config_are_refused_by_name(tmp_path):
                      r'160 now.*use a new --workdir'):
     reproduce.run(config, tmp_path, runners)
   assert not runners.calls and not (tmp_path / 'report').exists()
+
+
+class AbsentRunners(FakeRunners):
+  """FakeRunners on data of one's own: no lobulation in the held-out 10-class sets, binary
+  scratch models that always answer 'no sign', and a stage that finds its class absent."""
+
+  def __init__(self, absent=()):
+    super().__init__()
+    self.absent = set(absent)
+
+  def classifier(self, config, workdir):
+    key = f'{pathlib.Path(workdir).parent.name}/{pathlib.Path(workdir).name}'
+    if key in self.absent:
+      from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+      raise signs.AbsentClass('held-out fold 0: no background patches from slices '
+                              "without 'GGO' in these folds")
+    if config.task == 'ten':
+      labels = np.where(np.arange(40) % 10 == 1, 9, np.arange(40) % 10)
+      return self._done(workdir, labels=labels, preds=labels)
+    labels = np.arange(40) % 2
+    preds = np.zeros(40, int) if config.mode == 'scratch' else labels
+    return self._done(workdir, labels=labels, preds=preds)
+
+
+def test_absent_classes_are_skipped_with_the_reason_not_failed(tmp_path, capsys):
+  # A small dataset of one's own: CV only in fold 1. Its binary stages used to show as
+  # failed (ValueError), the report as 'Failed stages' with an empty Binary bullet.
+  config = fake_config()
+  with config.unlocked():
+    config.data_dir = str(tmp_path / 'data')
+  card = {'folds': {f'fold{k}': {'per_class': {'GGO': 5, 'CV': 5 if k == 1 else 0,
+                                               'normal': 20}} for k in range(3)}}
+  from cisl_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.write_json(tmp_path / 'data' / 'cisl_patches' / 'phantom' / '1.0.0' /
+                         'dataset_card.json', card)
+  runners = AbsentRunners(absent={'fold1/binary_GGO_pretrain'})
+  readme, not_ok = reproduce.run(config, tmp_path / 'run', runners)
+  assert not not_ok  # nothing failed: the data cannot feed those stages
+  status = json.loads((tmp_path / 'run' / 'status.json').read_text())
+  held = 'no CV patches in the held-out fold 0 (dataset card)'
+  train = 'no CV patches in the training folds [0, 2] (dataset card)'
+  for m in ('scratch', 'pretrain', 'finetune', 'traditional'):
+    assert status[f'fold0/binary_CV_{m}']['state'] == 'skipped'
+    assert status[f'fold0/binary_CV_{m}']['cause'] == held
+    assert status[f'fold1/binary_CV_{m}']['cause'] == train
+    assert f'fold0/binary_CV_{m}' not in runners.calls
+  # Found by the stage itself: skipped, and the stage that needs it too, with the cause.
+  assert status['fold1/binary_GGO_pretrain']['state'] == 'skipped'
+  assert status['fold1/binary_GGO_finetune']['reason'].startswith(
+      'needs fold1/binary_GGO_pretrain, skipped: held-out fold 0: no background')
+  out = capsys.readouterr()
+  assert f'fold0/binary_CV_scratch: skipped: {held}' in out.out + out.err
+  text = readme.read_text()
+  assert '## Failed stages' not in text
+  assert '## Not measured on this data' in text and f'- {held}: `fold0/binary_CV_' in text
+  assert f'- CV: not measured: {held}; {train}.' in text
+  # A class absent from every held-out fold has no Table II row (not AC 1.000).
+  assert '| lobulation | – (–) | – (' in text
+  assert '- lobulation: no held-out patches in folds [0, 1]: not measured' in text
+  # Always answering 'no sign' is chance on a balanced set: flagged.
+  assert '- **Scratch: not distinguishable from chance (0.50)** by the 95% interval: GGO ' \
+      '0.500' in text

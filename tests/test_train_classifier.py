@@ -281,3 +281,21 @@ def test_a_bad_flag_leaves_no_workdir(tmp_path, monkeypatch, field, value, match
   with pytest.raises(ValueError, match=match):
     classifier.train_and_evaluate(tiny_config(**{field: value}), str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()  # a config.json used to be left there
+
+
+def test_a_sign_absent_from_the_held_out_fold_stops_before_training(tmp_path, monkeypatch):
+  # Small data of one's own: it used to train, then fail with a plain ValueError.
+  from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+  base = fake_load_split()
+
+  def load_split(data_dir, source, folds):
+    arrays = base(data_dir, source, folds)
+    if np.ndim(folds) == 0:  # the held-out fold: no CV patch in it
+      keep = arrays['label'] != 3
+      arrays = {k: v[keep] for k, v in arrays.items()}
+    return arrays
+
+  monkeypatch.setattr(input_pipeline, 'load_split', load_split)
+  with pytest.raises(signs.AbsentClass, match=r"held-out fold 0: no 'CV' patches"):
+    classifier.train_and_evaluate(tiny_config(task='binary', sign='CV'), str(tmp_path / 'w'))
+  assert not (tmp_path / 'w' / 'checkpoints').exists()

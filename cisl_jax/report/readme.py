@@ -18,6 +18,7 @@ from cisl_jax import workdir as wd
 from cisl_jax.report import figures
 from cisl_jax.report import results
 from cisl_jax.report import tables
+from cisl_jax.report import unmeasured
 
 TRANSFER_ARCHS = ('alexnet', 'vgg16', 'resnet101')
 NO_TRANSFER_REASON = (
@@ -236,7 +237,7 @@ def _fig3(workdir, report: pathlib.Path) -> str:
   return '## Fig. 3: real vs generated patches\n\nNo generate stage has finished yet.\n'
 
 
-def _fig4(workdir, cfg: dict, report: pathlib.Path) -> str:
+def _fig4(workdir, cfg: dict, report: pathlib.Path, why: str = '') -> str:
   """Fine-tuned GGO AC/SE/SP against the number of generated pre-training patches."""
   sizes = [int(n) for n in cfg.get('sweep_sizes', [])]
   full = cfg.get('generated_per_sign')
@@ -245,7 +246,8 @@ def _fig4(workdir, cfg: dict, report: pathlib.Path) -> str:
     cells[int(full)] = results.binary_cell(workdir, wd.binary_stage('GGO', 'finetune'))
   png = figures.fig4(list(cells), cells, report / 'fig4_pretraining_size.png')
   if png is None:
-    return '## Fig. 4: pre-training set size\n\nThe size sweep has not run.\n'
+    return ('## Fig. 4: pre-training set size\n\nThe size sweep has not run'
+            + (f': {why}' if why else '') + '.\n')
   rows = '\n'.join(
       f'| {n} | ' + ' | '.join(f'{tables.fmt(c.mean[i])} ± {tables.fmt(c.std[i])}'
                                for i in range(3)) + ' |'
@@ -286,8 +288,16 @@ def write_report(workdir) -> pathlib.Path:
   folds = sorted(wd.fold_dirs(workdir))
   unfinished = lambda prefix: sorted(k for k, v in status.items() if prefix in k
                                      and v.get('state') != 'done')
-  why = lambda prefix: (f'the stages {", ".join(unfinished(prefix)[:6])} did not finish (see '
-                        'below)' if unfinished(prefix) else 'no such stage finished')
+  def why(prefix):
+    failed = [k for k in unfinished(prefix) if status[k].get('state') != 'skipped']
+    if failed:
+      return f'the stages {", ".join(failed[:6])} did not finish (see below)'
+    if (found := unmeasured.causes(status, prefix)):
+      more = f'; and {len(found) - 2} more' if len(found) > 2 else ''
+      return (f'the data cannot feed them: {"; ".join(found[:2])}{more} (see "Not measured '
+              'on this data")')
+    return 'no such stage finished'
+
   no_binary, no_ten = why('/binary_'), why('/ten_')
   t2m = t2.cells['mean', 'finetune']
   parts = [
@@ -297,8 +307,8 @@ def write_report(workdir) -> pathlib.Path:
        f'patient (folds present: {folds}); config variant `{cfg.get("variant", "?")}`. '
        'Cells: ours as mean ± std over folds, the paper\'s figure in parentheses; '
        'a second table gives 95% bootstrap intervals over the held-out patches pooled '
-       'over the folds. `–`: not run, failed, or undefined (the paper\'s text leaves '
-       'most of Table II\'s AC cells empty).'),
+       'over the folds. `–`: not run, failed, not measurable on this data, or undefined '
+       '(the paper\'s text leaves most of Table II\'s AC cells empty).'),
       '',
       '## Headline',
       '',
@@ -315,6 +325,7 @@ def write_report(workdir) -> pathlib.Path:
       f'- 10-class: {_bullet(_compare(t2, "finetune", ("scratch", "pretrain", "traditional")), no_ten)}',
       '',
       _status_section(status),
+      unmeasured.section(status),
       '## Table I: binary classification per sign',
       '',
       'Scratch: the real training folds only (the paper\'s text: about 0.5); '
@@ -323,6 +334,9 @@ def write_report(workdir) -> pathlib.Path:
       'patches. SE: the sign; SP: non-sign patches. CSV: `table1_binary.csv`.',
       '',
       tables.markdown(t1),
+      '\n'.join(unmeasured.binary_notes(status, sign_names)
+                + unmeasured.chance_flags(t1, t1.methods, tables.METHOD_TITLES)),
+      '',
       '## Table II: 10-class classification',
       '',
       'Per class: AC is one class against the rest, SE and SP likewise; the mean row is '
@@ -330,13 +344,17 @@ def write_report(workdir) -> pathlib.Path:
       'CSV: `table2_ten_class.csv`.',
       '',
       tables.markdown(t2),
+      '\n'.join(unmeasured.ten_class_note(
+          unmeasured.absent_classes(workdir, wd.ten_stage('finetune')), folds)),
+      '',
       _fig3(workdir, report),
-      _fig4(workdir, cfg, report),
+      _fig4(workdir, cfg, report, why('/sweep_') if unfinished('/sweep_')
+            else why('/binary_GGO_') if unfinished('/binary_GGO_') else ''),
       '## Confusion matrices (summed over folds)',
       '',
       f'![10-class]({cm2.name})' if cm2 else 'No 10-class stage has finished.',
       '',
-      f'![binary]({cm1.name})' if cm1 else 'No binary stage has finished.',
+      f'![binary]({cm1.name})' if cm1 else f'No binary stage has finished: {no_binary}.',
       '',
       '## Training curves',
       '',

@@ -64,7 +64,8 @@ def binary_acsesp(labels, preds) -> np.ndarray:
 
 def class_rows(labels, preds, num_classes: int = signs.NUM_CLASSES) -> np.ndarray:
   """(num_classes + 1, 3): per class (AC, SE, SP) of that class against the rest, then
-  the table's mean row: the overall multi-class accuracy and the mean SE and SP."""
+  the table's mean row: the overall multi-class accuracy and the mean SE and SP over the
+  classes present in `labels`."""
   m = metrics_lib.classification_metrics(labels, preds, num_classes)
   cm = np.asarray(m['confusion_matrix'], np.float64)
   n = cm.sum()
@@ -72,7 +73,12 @@ def class_rows(labels, preds, num_classes: int = signs.NUM_CLASSES) -> np.ndarra
   wrong = (cm.sum(axis=1) - tp) + (cm.sum(axis=0) - tp)  # missed + false alarms per class
   ovr = (n - wrong) / n if n else np.full(num_classes, np.nan)
   per_class = np.stack([ovr, m['sensitivity'], m['specificity']], axis=1)
-  mean = [m['accuracy'], m['mean_sensitivity'], m['mean_specificity']]
+  # Mean SE and SP over the classes present: an absent class's SP (1 unless predicted)
+  # would pull the mean towards a figure nothing measured.
+  present = cm.sum(axis=1) > 0
+  with _quiet():
+    mean = [m['accuracy'], float(np.nanmean(per_class[present, 1])) if present.any()
+            else np.nan, float(np.nanmean(per_class[present, 2])) if present.any() else np.nan]
   return np.concatenate([per_class, np.array([mean], np.float64)])
 
 
@@ -177,9 +183,12 @@ def class_cells(workdir, stage: str,
   y = np.concatenate([v[0] for v in preds.values()])
   p = np.concatenate([v[1] for v in preds.values()])
   whole = _summarise(per_fold, y, p, num_classes, fn)
+  # A class with no held-out patch is not measured (its one-against-the-rest AC would
+  # be 1 and its SP count false alarms only): missing, not a perfect row.
+  present = np.bincount(y, minlength=num_classes) > 0
   return {r: Cell(whole.mean[3 * i:3 * i + 3], whole.std[3 * i:3 * i + 3],
                   whole.ci[3 * i:3 * i + 3], whole.num_folds, whole.num_examples)
-          for i, r in enumerate(rows)}
+          if r is None or present[r] else Cell.missing() for i, r in enumerate(rows)}
 
 
 def class_cell(workdir, stage: str, cls: int | None) -> Cell:

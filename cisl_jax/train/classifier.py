@@ -202,7 +202,10 @@ def training_data(config: ml_collections.ConfigDict,
                                                   config.pretrain_per_class, data_seed)
     return images, labels, len(labels)
   if task == 'binary':
-    images, labels = input_pipeline.binary_task(real, sign, data_seed)
+    try:
+      images, labels = input_pipeline.binary_task(real, sign, data_seed)
+    except signs.AbsentClass as e:
+      raise signs.AbsentClass(f'training folds {folds}: {e}') from None
   else:
     images, labels = input_pipeline.ten_class_task(real)
   if mode.augment:
@@ -219,8 +222,11 @@ def test_data(config: ml_collections.ConfigDict, data_seed: int):
   """
   held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
   if common.task_name(config) == 'binary':
-    idx, labels = input_pipeline.binary_indices(held_out, common.sign_code(config),
-                                                data_seed + 1)
+    try:
+      idx, labels = input_pipeline.binary_indices(held_out, common.sign_code(config),
+                                                  data_seed + 1)
+    except signs.AbsentClass as e:
+      raise signs.AbsentClass(f'held-out fold {config.fold}: {e}') from None
   else:
     idx = np.arange(len(held_out['label']))
     labels = np.asarray(held_out['label'], np.int32)
@@ -260,6 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return done
   mesh = common.start_stage(config, workdir)
   init_key, data_seed, train_key = common.split_keys(config.seed)
+  if common.task_name(config) == 'binary':
+    test_data(config, data_seed)  # a held-out fold that cannot test the sign fails first
   images, labels, epoch_size = training_data(config, data_seed)
   batch_size, num_steps = schedule(config, epoch_size)
   sharding.check_batch_size(batch_size, mesh)
