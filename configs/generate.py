@@ -28,8 +28,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # Per-sign copies of the set in <workdir>/export/ (set them on the run that generates:
   # a finished stage does nothing): <sign>.npy, (N, 64, 64) float32 in [-1, 1] over the
   # dataset's HU window; <sign>.png, a grid of its first export_grid_size patches.
-  c.export_npy = False
-  c.export_png = False
+  c.export_npy = False  # write export/<sign>.npy
+  c.export_png = False  # write export/<sign>.png
   c.export_grid_size = 64  # patches per sign in each PNG grid (8 per row)
   c.lock()
   return c
