@@ -141,3 +141,17 @@ def test_generated_patches_export_per_sign_as_npy_and_png_grids(tmp_path):
   assert sorted(os.listdir(tmp_path / 'export')) == ['CV.npy', 'CV.png', 'GGO.npy', 'GGO.png']
   assert generate.export_per_sign(images, labels, str(tmp_path / 'none'), npy=False,
                                   png=False) == {} and not (tmp_path / 'none').exists()
+
+
+def test_fig3_labels_every_row_and_marks_signs_without_real_patches(tmp_path):
+  # A row without real patches lost its sign's name (its label sat on a hidden axis).
+  rng = np.random.default_rng(0)
+  real_labels = np.repeat([0, 4], 3)
+  labels = generate.fig3_row_labels(real_labels)
+  assert labels[0] == 'GGO' and labels[4] == 'spiculation'
+  assert labels[1] == 'lobulation\n(no real\npatches)' and len(labels) == 9
+  fake_labels = np.repeat(np.arange(9), 2)
+  path = generate.fig3(rng.uniform(-1, 1, (6, 64, 64, 1)), real_labels,
+                       rng.uniform(-1, 1, (18, 64, 64, 1)), fake_labels, 2,
+                       str(tmp_path / 'fig3.png'))
+  assert os.path.getsize(path) > 1000

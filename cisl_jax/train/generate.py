@@ -46,10 +46,20 @@ def generate_images(graphdef, state, key: jax.Array, labels: np.ndarray,
   return np.concatenate(out).astype(np.float32)
 
 
+def fig3_row_labels(real_labels: np.ndarray) -> list[str]:
+  """Fig. 3's row labels: each sign, marked where it has no real training patch (its
+  generated row then comes from a label the GAN never saw)."""
+  have = set(np.asarray(real_labels).tolist())
+  return [name if s in have else f'{name}\n(no real\npatches)'
+          for s, name in enumerate(signs.SIGNS)]
+
+
 def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,
          per_sign: int, path: str, seed: int = 0) -> str:
-  """Saves a grid: per sign, `per_sign` real patches | `per_sign` generated ones."""
+  """Saves a grid: per sign, `per_sign` real patches | `per_sign` generated ones; every
+  row is labelled (`fig3_row_labels`), also where a half is empty."""
   rng = np.random.default_rng(seed)
+  row_labels = fig3_row_labels(real_labels)
   fig, axes = plt.subplots(signs.NUM_SIGNS, 2 * per_sign,
                            figsize=(2 * per_sign * 0.9, signs.NUM_SIGNS * 0.95))
   for s in range(signs.NUM_SIGNS):
@@ -62,9 +72,10 @@ def fig3(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_label
         ax.set_yticks([])
         if j < len(idx):
           ax.imshow(pool[idx[j], ..., 0], cmap='gray', vmin=-1, vmax=1)
-        else:
-          ax.axis('off')
-    axes[s, 0].set_ylabel(signs.SIGNS[s], rotation=0, ha='right', va='center', fontsize=8)
+        else:  # an empty cell, but the axis stays: it carries the row's label
+          for spine in ax.spines.values():
+            spine.set_visible(False)
+    axes[s, 0].set_ylabel(row_labels[s], rotation=0, ha='right', va='center', fontsize=8)
   axes[0, per_sign // 2].set_title('real', fontsize=9)
   axes[0, per_sign + per_sign // 2].set_title('generated', fontsize=9)
   fig.tight_layout(pad=0.2)
