@@ -239,7 +239,7 @@ def _confounders(img, anat, rng, scan, lungf, hu):
 
 
 def _small_nodules(img, anat, rng, scan, lungf, spot):
-  """Intrapulmonary lymph nodes and granulomas: small smooth solid nodules (2-7 mm).
+  """Intrapulmonary lymph nodes and granulomas: small smooth solid nodules (2-11 mm).
 
   Common incidental findings that carry none of the signs (a smooth, round or oval
   margin, no strands); most lie subpleurally, so they mimic lobulated, spiculated and
@@ -257,7 +257,7 @@ def _small_nodules(img, anat, rng, scan, lungf, spot):
       x, y = float(sx[i]), float(sy[i])
     else:
       x, y = spot()
-    r = rng.uniform(1.5, 5.0) * s
+    r = (1.5 + 6.5 * rng.random() ** 2) * s  # mostly 2-4 mm across, a few up to 11 mm
     sub, xs, ys, idx = sh.window(img, sh.around(x, y, 1.6 * r), 2)
     alpha = sh.body_alpha(xs, ys, x, y, r, sh.harmonics(rng, 3, 0.12), scan,
                           sh.cut_height(rng, r, 0.7))

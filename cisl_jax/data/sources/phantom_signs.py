@@ -60,7 +60,7 @@ def _nodule(img, p, anat, rng, scan, pad=1.3):
 def _plan_ggo(rng, anat, x, y):
   s = anat.scale
   r = u(rng, 5, 22) * s
-  harm = sh.harmonics(rng, 7, 0.14)
+  harm = sh.harmonics(rng, 7, 0.22)  # irregular, cloud-like outlines
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
@@ -68,7 +68,7 @@ def _plan_ggo(rng, anat, x, y):
   faint = rng.random() < 0.5  # half are a faint haze (-760..-600 HU)
   hu = u(rng, -760, -600) if faint else u(rng, -600, -300)
   # A faint one cut near its pole would vanish in the noise: cut those nearer the centre.
-  p = dict(x=x, y=y, r=r, harm=harm, edge=u(rng, 2, 6) * s, hu=hu,
+  p = dict(x=x, y=y, r=r, harm=harm, edge=min(u(rng, 3, 8) * s, 0.5 * r), hu=hu,
            core=u(rng, 0.2, 0.45) * r if solid else 0.0,
            z=sh.cut_height(rng, r, 0.25 if faint else 0.5),
            vessel_angle=u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2, 3])))

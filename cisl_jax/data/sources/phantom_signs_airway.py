@@ -113,7 +113,7 @@ def paint_ab(img, p, anat, rng, scan):
     sh.blend(sub, halo * lung * 0.8, p['halo_hu'])
   alpha = sh.blob_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], p['edge']) * lung
   # Not evenly solid: lobules partly aerated at its margin and in patches.
-  alpha *= np.clip(sh.u(rng, 0.75, 1.0) + 0.3 * pa.smooth_noise(rng, sub.shape, 3.5 * s),
+  alpha *= np.clip(sh.u(rng, 0.8, 1.0) + 0.2 * pa.smooth_noise(rng, sub.shape, 4.0 * s),
                    0.3, 1.0)
   sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 15.0, 3.0 * s))
   # Air bronchi enter from the hilar side and branch; they show only inside the opacity.
@@ -188,7 +188,7 @@ def paint_op(img, p, anat, rng, scan):  # pylint: disable=unused-argument
   alpha *= (anat.lung > 0)
   # Consolidation is not perfectly even: partly aerated patches and a smooth mottle.
   # From dense and even to patchy, partly ground-glass pneumonia.
-  alpha *= np.clip(sh.u(rng, 0.75, 1.0) + 0.3 * pa.smooth_noise(rng, img.shape, 3.5 * s),
+  alpha *= np.clip(sh.u(rng, 0.8, 1.0) + 0.2 * pa.smooth_noise(rng, img.shape, 4.0 * s),
                    0.3, 1.0)
   img += alpha * (p['hu'] + sh.texture(rng, img.shape, 18.0, 3.0 * s) - img)
   sub, xs, ys, _ = sh.window(img, sh.around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
