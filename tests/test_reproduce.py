@@ -323,6 +323,7 @@ def test_absent_classes_are_skipped_with_the_reason_not_failed(tmp_path, capsys)
   # A class absent from every held-out fold has no Table II row (not AC 1.000).
   assert '| lobulation | – (–) | – (' in text
   assert '- lobulation: no held-out patches in folds [0, 1]: not measured' in text
+  assert '- CV: no training patches when fold 1 is held out (dataset card)' in text
   # Always answering 'no sign' is chance on a balanced set: flagged.
   assert '- **Scratch: not distinguishable from chance (0.50)** by the 95% interval: GGO ' \
       '0.500' in text

@@ -345,7 +345,9 @@ def write_report(workdir) -> pathlib.Path:
       '',
       tables.markdown(t2),
       '\n'.join(unmeasured.ten_class_note(
-          unmeasured.absent_classes(workdir, wd.ten_stage('finetune')), folds)),
+          unmeasured.absent_classes(workdir, wd.ten_stage('finetune')), folds)
+                + unmeasured.untrained_classes(_card(cfg), folds,
+                                               int(cfg.get('num_folds', len(folds))))),
       '',
       _fig3(workdir, report),
       _fig4(workdir, cfg, report, why('/sweep_') if unfinished('/sweep_')
@@ -367,6 +369,14 @@ def write_report(workdir) -> pathlib.Path:
   readme = report / 'README.md'
   wd.write_text(readme, '\n'.join(parts).rstrip() + '\n')
   return readme
+
+
+def _card(cfg: dict) -> dict | None:
+  """The run's dataset card (counts per class and fold), if the dataset is still there."""
+  if not cfg.get('data_dir') or not cfg.get('source'):
+    return None
+  return wd.read_json(pathlib.Path(cfg['data_dir'], 'cisl_patches', cfg['source'], '1.0.0',
+                                   'dataset_card.json'))
 
 
 def _timings(status: dict) -> str:

@@ -76,6 +76,26 @@ def ten_class_note(absent: list[str], folds) -> list[str]:
           'row\'s SE and SP are over the classes present.']
 
 
+def untrained_classes(card: dict | None, folds, num_folds: int) -> list[str]:
+  """One line per class that the dataset card shows without patches in the training
+  folds of a held-out fold that has some: its 10-class row there measures a class the
+  model never saw (only generated patches, from a GAN that never saw it either)."""
+  if not card:
+    return []
+  per_fold = {k: v.get('per_class', {}) for k, v in card.get('folds', {}).items()}
+  count = lambda name, fs: sum(int(per_fold.get(f'fold{f}', {}).get(name, 0)) for f in fs)
+  lines = []
+  for name in signs.CLASS_NAMES:
+    held = [k for k in folds if count(name, [k])
+            and not count(name, [f for f in range(num_folds) if f != k])]
+    if held:
+      lines.append(f'- {name}: no training patches when fold{"s" if len(held) > 1 else ""} '
+                   f'{", ".join(map(str, held))} {"are" if len(held) > 1 else "is"} held out '
+                   '(dataset card): its row there scores a class the real training data '
+                   'never showed.')
+  return lines
+
+
 def chance_flags(table, methods, titles, chance: float = BINARY_CHANCE) -> list[str]:
   """One line per method: the rows whose accuracy's 95% interval does not exclude
   `chance`."""
