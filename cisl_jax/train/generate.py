@@ -152,5 +152,8 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             'pixel_mean': float(images.mean()), 'pixel_std': float(images.std()),
             'exported': exported}
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
-  terminal.say(f'generate: wrote {len(labels)} patches to {out_dir}, {fig_path} and {path}')
+  export = (f', per-sign copies in {os.path.join(workdir, workdir_lib.EXPORT_DIR)}'
+            if exported else '')
+  terminal.say(f'generate: wrote {len(labels)} patches to {out_dir}{export}, {fig_path} and '
+               f'{path}')
   return result
