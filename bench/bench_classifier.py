@@ -12,8 +12,8 @@ from cisl_jax.train import classifier as train_lib  # pylint: disable=g-import-n
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
 
 
-def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
-  """A no-argument callable running one real train step on a fixed batch."""
+def make_step_fn(batch: int, width: float = 1.0, fast_conv: bool = True):
+  """(jitted train step, its arguments (graphdef, state, batch, key)) on a random batch."""
   config = common.load_config('train_classifier', 'paper')
   config.unlock()
   config.width, config.batch_size, config.fast_conv = width, batch, fast_conv
@@ -23,6 +23,12 @@ def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
   kx, ky = jax.random.split(jax.random.key(1))
   data = {'image': jax.random.normal(kx, (batch, 64, 64, 1)),
           'label': jax.random.randint(ky, (batch,), 0, 10)}
+  return step_fn, (graphdef, state, data, train_key)
+
+
+def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
+  """A no-argument callable running one real train step on a fixed batch."""
+  step_fn, (graphdef, state, data, train_key) = make_step_fn(batch, width, fast_conv)
   holder = {'state': state}
 
   def step():

@@ -13,7 +13,8 @@ from cisl_jax.train import common as train_common  # pylint: disable=g-import-no
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
 
 
-def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
+def make_step_fn(batch: int, width: float = 1.0, fast_conv: bool = True):
+  """(jitted iteration, its arguments (graphdef, state, batch, key)) on a random batch."""
   config = common.load_config('train_gan', 'paper')
   config.unlock()
   config.width, config.batch_size, config.fast_conv = width, batch, fast_conv
@@ -24,6 +25,12 @@ def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
   kx, ky = jax.random.split(jax.random.key(1))
   data = {'image': jax.random.uniform(kx, (batch, 64, 64, 1), minval=-1, maxval=1),
           'label': jax.random.randint(ky, (batch,), 0, signs.NUM_SIGNS)}
+  return step_fn, (graphdef, state, data, train_key)
+
+
+def make_step(batch: int, width: float = 1.0, fast_conv: bool = True):
+  """A no-argument callable running one real iteration on a fixed batch."""
+  step_fn, (graphdef, state, data, train_key) = make_step_fn(batch, width, fast_conv)
   holder = {'state': state}
 
   def step():

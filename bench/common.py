@@ -27,16 +27,25 @@ def load_config(name: str, variant: str):
   return config_lib.load(REPO / 'configs' / f'{name}.py', variant)
 
 
-def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
-  """Seconds per call of `step` (which returns arrays to block on)."""
+def time_steps_with_cpu(step: Callable[[], Any], steps: int,
+                        warmup: int = 3) -> tuple[float, float]:
+  """(wall seconds, process CPU seconds) per call of `step` (returns arrays to block on).
+
+  CPU seconds (all threads) move less than wall seconds when the machine is shared.
+  """
   for _ in range(warmup):
     jax.block_until_ready(step())
-  t = time.perf_counter()
+  t, c = time.perf_counter(), time.process_time()
   out = None
   for _ in range(steps):
     out = step()
   jax.block_until_ready(out)
-  return (time.perf_counter() - t) / steps
+  return (time.perf_counter() - t) / steps, (time.process_time() - c) / steps
+
+
+def time_steps(step: Callable[[], Any], steps: int, warmup: int = 3) -> float:
+  """Wall seconds per call of `step` (which returns arrays to block on)."""
+  return time_steps_with_cpu(step, steps, warmup)[0]
 
 
 def report(model: str, batch: int, steps: int, seconds: float, items: int | None = None,
@@ -65,6 +74,6 @@ def step_benchmark_main(model: str,
   p.add_argument('--plain', action='store_true',
                  help='plain nnx stride-2 convolutions (the straightforward version)')
   a = p.parse_args()
-  seconds = time_steps(make_step(a.batch, a.width, not a.plain), a.steps)
+  seconds, cpu = time_steps_with_cpu(make_step(a.batch, a.width, not a.plain), a.steps)
   report(model, a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax',
-         width=a.width)
+         width=a.width, cpu_ms_per_step=round(cpu * 1e3, 1))

@@ -5,6 +5,10 @@
 Each (model, batch) is measured `rounds` times as ours, Keras, PyTorch in turn, so
 that the three see the same machine load; the ratio per round and the median over
 rounds are printed. `uptime` is printed before and after: the machine may be shared.
+The roofline (bench/roofline.py): the machine's f32 and bf16 matmul peak is measured
+once; each train step's line gets `gflops` (img/s x the step's GFLOP per image, from
+XLA's cost analysis of the straightforward step, the same work for every framework)
+and `share_of_peak` (of the f32 peak); `--no_roofline` skips both.
 Keras runs with this interpreter (tensorflow-cpu is a project dependency); PyTorch runs
 with --torch_python (a separate venv, never the project's install) and is skipped with
 a note when that interpreter is missing.
@@ -56,6 +60,7 @@ def main():
   p.add_argument('--keras_python', default=sys.executable)
   p.add_argument('--torch_python', default=str(REPO / '.venv-peers' / 'bin' / 'python'),
                  help='a venv with torch (make bench builds .venv-peers)')
+  p.add_argument('--no_roofline', action='store_true', help='skip peak and FLOP counts')
   a = p.parse_args()
   batches = ([int(b) for b in a.batches.split(',')] if a.batches
              else sorted({64, paper_batch()}))
@@ -69,6 +74,12 @@ def main():
           'make bench builds .venv-peers with torch)')
   print(f'# load before: {uptime()}', flush=True)
   summary = []
+  steps_wanted = [m for m in a.models.split(',') if m in OURS]
+  peak = None
+  if steps_wanted and not a.no_roofline:
+    peak = run_json([sys.executable, str(HERE / 'roofline.py'), 'peak'])
+    if peak:
+      print(json.dumps(peak), flush=True)
   for model in a.models.split(','):
     steps = a.steps or DEFAULT_STEPS.get(model, 10)
     for batch in batches:
@@ -86,6 +97,13 @@ def main():
           print(proc.stdout.strip() or proc.stderr[-1000:])
         continue
       ratios = {'keras': [], 'torch': []}
+      shares = {'jax': [], 'keras': [], 'torch': []}
+      work = None
+      if peak:
+        work = run_json([sys.executable, str(HERE / 'roofline.py'), 'flops', '--model', model,
+                         '--batch', str(batch)])
+        if work:
+          print(json.dumps(work), flush=True)
       for _ in range(a.rounds):
         args = ['--batch', str(batch), '--steps', str(steps)]
         ours = run_json([sys.executable, str(HERE / OURS[model])] + args)
@@ -94,6 +112,10 @@ def main():
                           + args) if have_torch else None)
         for line in (ours, keras, torch):
           if line:
+            if work:
+              line['gflops'] = round(line['img_per_s'] * work['gflop_per_img'], 1)
+              line['share_of_peak'] = round(line['gflops'] / peak['f32_gflops'], 3)
+              shares.setdefault(line['impl'], []).append(line['gflops'])
             print(json.dumps(line), flush=True)
         for name, peer in (('keras', keras), ('torch', torch)):
           if ours and peer:
@@ -104,6 +126,15 @@ def main():
                   'median': round(statistics.median(values), 3),
                   'rounds': [round(v, 3) for v in values]}
           summary.append(line)
+      if work and any(shares.values()):
+        gflops = {k: statistics.median(v) for k, v in shares.items() if v}
+        summary.append({'roofline': model, 'batch': batch,
+                        'gflop_per_img': work['gflop_per_img'],
+                        'peak_f32_gflops': peak['f32_gflops'],
+                        'peak_bf16_gflops': peak['bf16_gflops'],
+                        'gflops': {k: round(v, 1) for k, v in gflops.items()},
+                        'share_of_peak': {k: round(v / peak['f32_gflops'], 3)
+                                          for k, v in gflops.items()}})
   print(f'# load after: {uptime()}')
   for line in summary:
     print(json.dumps(line))

@@ -14,6 +14,7 @@ import pytest
 
 from cisl_jax import config_lib
 from cisl_jax.models import classifier as classifier_lib
+from cisl_jax.models import conv_matmul
 from cisl_jax.models import layers
 
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -47,6 +48,18 @@ def test_conv_forms_match_lax_values_and_gradients(shape, kernel):
     g_plain = jax.grad(loss(plain), (0, 1))(x, w)
     for a, b in zip(g_fast, g_plain):
       np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('shape,k', [((2, 8, 8, 3), 5), ((2, 7, 9, 2), 5), ((1, 6, 6, 2), 4)])
+def test_tap_matmul_kernel_gradient_matches_lax(shape, k, stride):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 3))
+  conv = lambda b: lax.conv_general_dilated(x, b, (stride, stride), 'SAME',
+                                            dimension_numbers=DN)
+  y, vjp = jax.vjp(conv, w)
+  g = jax.random.normal(jax.random.key(2), y.shape)
+  np.testing.assert_allclose(conv_matmul.kernel_grad(x, g, k, stride), vjp(g)[0], atol=1e-4)
 
 
 def test_odd_sizes_fall_back_to_plain_layers():

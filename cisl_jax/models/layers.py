@@ -15,11 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cisl_jax.models import conv_matmul
+
 # BatchNorm as in the TensorFlow DCGAN-style code the paper's era used (decay 0.9,
 # epsilon 1e-5), rather than flax's slower-moving 0.99: short fine-tuning runs need
 # running statistics that catch up within a few hundred steps.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# Stride-2 kernel gradients on the CPU backend go through one tap matmul from this many
+# input channels up (conv_stride2).
+TAP_MATMUL_MIN_CHANNELS = 32
 
 
 def scaled(channels: int, width: float) -> int:
@@ -91,9 +96,11 @@ def _strided(x, kernel):
 def conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, (2, 2), 'SAME')`, NHWC/HWIO, even H and W.
 
-  The forward and the kernel gradient are XLA's own; the input gradient, which XLA
-  would run as a base-dilated convolution on a slow CPU path, is taken through the
-  equivalent space-to-depth form (a stride-1 convolution).
+  The forward is XLA's own. The input gradient, which XLA would run as a base-dilated
+  convolution on a slow CPU path, is taken through the equivalent space-to-depth form
+  (a stride-1 convolution); on the CPU backend the kernel gradient, a backward-filter
+  convolution XLA runs slowly on large maps, is one matmul over the kernel taps
+  (conv_matmul.kernel_grad).
   """
   return _strided(x, kernel)
 
@@ -105,8 +112,14 @@ def _conv_stride2_fwd(x, kernel):
 def _conv_stride2_bwd(res, g):
   x, kernel = res
   _, vjp_x = jax.vjp(lambda x_: _conv_s2d(x_, kernel), x)
-  _, vjp_k = jax.vjp(lambda k_: _strided(x, k_), kernel)
-  return vjp_x(g)[0], vjp_k(g)[0]
+  # The tap columns cost k*k times the input: a win on the CPU backend for the paper's
+  # widths, a loss at the quick widths' 4-16 input channels (MEASUREMENTS.md, 2026-12-01).
+  # GPU/TPU convolution libraries run the backward-filter convolution well.
+  if jax.default_backend() == 'cpu' and x.shape[-1] >= TAP_MATMUL_MIN_CHANNELS:
+    dk = conv_matmul.kernel_grad(x, g, kernel.shape[0], 2).astype(kernel.dtype)
+  else:
+    dk = jax.vjp(lambda k_: _strided(x, k_), kernel)[1](g)[0]
+  return vjp_x(g)[0], dk
 
 
 conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
