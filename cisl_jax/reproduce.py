@@ -277,18 +277,22 @@ CLASSIFIER_KINDS = ('scratch', 'pretrain', 'finetune', 'traditional', 'transfer'
 def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   """Seconds left: each remaining stage costs the mean measured time of its kind (over
   every run of this workdir); a kind not measured yet costs the mean of the measured
-  classifier stages (or of all measured stages); None before any measurement."""
+  classifier stages. None while a remaining kind has no estimate: the GAN's minutes say
+  nothing of a classifier stage's seconds (taking them gave "4h27m left" for 11 minutes)."""
   by_kind: dict[str, list[float]] = {}
   for v in status.values():
     if v.get('state') == 'done' and v.get('seconds') is not None:
       by_kind.setdefault(v['kind'], []).append(v['seconds'])
-  if not by_kind:
-    return None
   mean = {k: sum(v) / len(v) for k, v in by_kind.items()}
-  fallback = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])] or [
-      s for v in by_kind.values() for s in v]
-  fallback_mean = sum(fallback) / len(fallback)
-  return sum(mean.get(s.kind, fallback_mean) for s in todo)
+  measured = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])]
+  fallback_mean = sum(measured) / len(measured) if measured else None
+  left = 0.0
+  for stage in todo:
+    seconds = mean.get(stage.kind, fallback_mean)
+    if seconds is None:
+      return None
+    left += seconds
+  return left
 
 
 def run(config, workdir, runners: Runners | None = None,
@@ -347,7 +351,7 @@ def run(config, workdir, runners: Runners | None = None,
       wd.write_json(status_path, status)
       continue
     eta = _eta(todo(stages[i:]), status)
-    eta_text = _duration(eta) if eta is not None else 'after the first stage'
+    eta_text = _duration(eta) if eta is not None else 'after the first classifier stage'
     terminal.status(f'{prefix}: running (elapsed {_duration(time.time() - start)}, '
                     f'ETA {eta_text})')
     t0, cpu0 = time.time(), time.process_time()
@@ -374,9 +378,11 @@ def run(config, workdir, runners: Runners | None = None,
       status[stage.name] = {'state': 'done', 'kind': stage.kind, 'seconds': time.time() - t0,
                             'cpu_seconds': time.process_time() - cpu0}
       left = _eta(todo(stages[i + 1:]), status)
+      left_text = (f'about {_duration(left)} left' if left is not None
+                   else 'time left known after the first classifier stage')
       terminal.say(f'{prefix}: done in {time.time() - t0:.1f}s '
                    f'({time.process_time() - cpu0:.1f} CPU s); elapsed '
-                   f'{_duration(time.time() - start)}, about {_duration(left or 0)} left')
+                   f'{_duration(time.time() - start)}, {left_text}')
     wd.write_json(status_path, status)
   wd.write_json(status_path, status)
   num_skipped = sum(status.get(s.name, {}).get('state') == 'skipped' for s in stages)

@@ -327,3 +327,17 @@ def test_absent_classes_are_skipped_with_the_reason_not_failed(tmp_path, capsys)
   # Always answering 'no sign' is chance on a balanced set: flagged.
   assert '- **Scratch: not distinguishable from chance (0.50)** by the 95% interval: GGO ' \
       '0.500' in text
+
+
+def test_eta_waits_for_a_classifier_stage_before_estimating_classifier_stages():
+  stage = lambda kind: reproduce.Stage(name=f'fold0/{kind}', kind=kind, runner='', config=None,
+                                       workdir=None)
+  todo = [stage('generate'), stage('scratch'), stage('finetune')]
+  after_gan = {'fold0/gan': {'state': 'done', 'kind': 'gan', 'seconds': 300.0}}
+  # The GAN's minutes say nothing of a classifier stage's seconds.
+  assert reproduce._eta(todo, after_gan) is None
+  status = {**after_gan,
+            'fold0/generate': {'state': 'done', 'kind': 'generate', 'seconds': 10.0},
+            'fold0/pretrain': {'state': 'done', 'kind': 'pretrain', 'seconds': 4.0}}
+  # generate as measured; scratch and finetune at the measured classifier mean.
+  assert reproduce._eta(todo, status) == pytest.approx(10.0 + 4.0 + 4.0)
