@@ -15,6 +15,8 @@ from flax import nnx
 
 from cisl_jax.models.layers import batch_norm
 from cisl_jax.models.layers import conv
+from cisl_jax.models.layers import down_blocks
+from cisl_jax.models.layers import run_blocks
 from cisl_jax.models.layers import scaled
 
 
@@ -32,12 +34,9 @@ class Classifier(nnx.Module):
     hidden = scaled(1024, width)
     self.num_classes = num_classes
     self.conv1 = conv(1, c1, 1, rngs)
-    self.conv2 = conv(c1, c2, 2, rngs, fast_conv)
-    self.bn2 = batch_norm(c2, rngs)
-    self.conv3 = conv(c2, c3, 2, rngs, fast_conv)
-    self.bn3 = batch_norm(c3, rngs)
-    self.conv4 = conv(c3, c4, 2, rngs, fast_conv)
-    self.bn4 = batch_norm(c4, rngs)
+    # (2)-(4): conv 5x5 s2 + BN each (attribute names as the paper's layer numbers).
+    (self.conv2, self.bn2), (self.conv3, self.bn3), (self.conv4, self.bn4) = down_blocks(
+        (c1, c2, c3, c4), rngs, fast_conv)
     side = -(-image_size // 8)  # three stride-2 SAME convolutions
     self.fc5 = nnx.Linear(side * side * c4, hidden, rngs=rngs)
     self.bn5 = batch_norm(hidden, rngs)
@@ -47,9 +46,8 @@ class Classifier(nnx.Module):
   def features(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
     """The input of the last FC layer (after dropout), shape (B, 1024 * width)."""
     x = nnx.relu(self.conv1(x))
-    x = nnx.relu(self.bn2(self.conv2(x)))
-    x = nnx.relu(self.bn3(self.conv3(x)))
-    x = nnx.relu(self.bn4(self.conv4(x)))
+    x = run_blocks(x, ((self.conv2, self.bn2), (self.conv3, self.bn3), (self.conv4, self.bn4)),
+                   nnx.relu)
     x = x.reshape(x.shape[0], -1)
     x = nnx.relu(self.bn5(self.fc5(x)))
     return self.dropout(x, rngs=rngs)

@@ -27,6 +27,8 @@ from flax import nnx
 from cisl_jax.models.layers import batch_norm
 from cisl_jax.models.layers import conv
 from cisl_jax.models.layers import conv_transpose
+from cisl_jax.models.layers import down_blocks
+from cisl_jax.models.layers import run_blocks
 from cisl_jax.models.layers import scaled
 
 LEAK = 0.2
@@ -45,12 +47,9 @@ class Encoder(nnx.Module):
     hidden = scaled(1024, width)
     self.num_classes, self.latent_dim = num_classes, latent_dim
     self.conv1 = conv(1 + num_classes, c1, 2, rngs, fast_conv)
-    self.conv2 = conv(c1, c2, 2, rngs, fast_conv)
-    self.bn2 = batch_norm(c2, rngs)
-    self.conv3 = conv(c2, c3, 2, rngs, fast_conv)
-    self.bn3 = batch_norm(c3, rngs)
-    self.conv4 = conv(c3, c4, 2, rngs, fast_conv)
-    self.bn4 = batch_norm(c4, rngs)
+    # (2)-(4): conv 5x5 s2 + BN each, as the classifier's trunk.
+    (self.conv2, self.bn2), (self.conv3, self.bn3), (self.conv4, self.bn4) = down_blocks(
+        (c1, c2, c3, c4), rngs, fast_conv)
     side = -(-image_size // 16)
     self.fc5 = nnx.Linear(side * side * c4, hidden, rngs=rngs)
     self.bn5 = batch_norm(hidden, rngs)
@@ -64,9 +63,8 @@ class Encoder(nnx.Module):
                             (b, h, w, y_onehot.shape[-1]))
     x = jnp.concatenate([x, cond], axis=-1)
     x = lrelu(self.conv1(x))
-    x = lrelu(self.bn2(self.conv2(x)))
-    x = lrelu(self.bn3(self.conv3(x)))
-    x = lrelu(self.bn4(self.conv4(x)))
+    x = run_blocks(x, ((self.conv2, self.bn2), (self.conv3, self.bn3), (self.conv4, self.bn4)),
+                   lrelu)
     x = x.reshape(b, -1)
     x = lrelu(self.bn5(self.fc5(x)))
     x = lrelu(self.bn6(self.fc6(x)))
@@ -147,10 +145,8 @@ class Critic(nnx.Module):
     hidden = scaled(512, width)
     self.conv1 = conv(1, c1, 1, rngs)
     self.bn1 = batch_norm(c1, rngs)
-    self.conv2 = conv(c1, c2, 2, rngs, fast_conv)
-    self.bn2 = batch_norm(c2, rngs)
-    self.conv3 = conv(c2, c3, 2, rngs, fast_conv)
-    self.bn3 = batch_norm(c3, rngs)
+    # (2)-(3): conv 5x5 s2 + BN each.
+    (self.conv2, self.bn2), (self.conv3, self.bn3) = down_blocks((c1, c2, c3), rngs, fast_conv)
     side = -(-image_size // 4)
     self.fc4 = nnx.Linear(side * side * c3, hidden, rngs=rngs)
     self.bn4 = batch_norm(hidden, rngs)
@@ -158,8 +154,7 @@ class Critic(nnx.Module):
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     x = nnx.relu(self.bn1(self.conv1(x)))
-    x = nnx.relu(self.bn2(self.conv2(x)))
-    x = nnx.relu(self.bn3(self.conv3(x)))
+    x = run_blocks(x, ((self.conv2, self.bn2), (self.conv3, self.bn3)), nnx.relu)
     x = x.reshape(x.shape[0], -1)
     features = nnx.relu(self.bn4(self.fc4(x)))
     return self.fc5(features), features

@@ -189,3 +189,19 @@ def conv_transpose(in_features: int, out_features: int, rngs: nnx.Rngs,
   if fast:
     return ConvTranspose2x(in_features, out_features, (5, 5), rngs=rngs)
   return nnx.ConvTranspose(in_features, out_features, (5, 5), 2, padding='SAME', rngs=rngs)
+
+
+def down_blocks(channels: tuple[int, ...], rngs: nnx.Rngs,
+                fast: bool = True) -> list[tuple[nnx.Module, nnx.BatchNorm]]:
+  """The (5x5 stride-2 conv, BatchNorm) pairs from channels[i] to channels[i + 1]: the
+  downsampling trunk the classifier, the encoder and the critics share (the paper's
+  layer lists). Created in the order conv, BN, conv, BN, ... as written out by hand."""
+  return [(conv(c_in, c_out, 2, rngs, fast), batch_norm(c_out, rngs))
+          for c_in, c_out in zip(channels[:-1], channels[1:])]
+
+
+def run_blocks(x: jax.Array, blocks, activation) -> jax.Array:
+  """`activation(bn(conv(x)))` through each (conv, bn) pair in turn."""
+  for conv_, bn in blocks:
+    x = activation(bn(conv_(x)))
+  return x
