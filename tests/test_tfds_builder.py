@@ -115,6 +115,21 @@ def test_rebuild_replaces_whole(tmp_path):
   assert second == first - 18
 
 
+def test_folds_are_read_once_and_handed_out_as_copies(tmp_path, monkeypatch):
+  data = str(tmp_path / 'data')
+  tfds_builder.build_dataset('manifest', str(write_manifest(tmp_path / 'src')), data, _cfg())
+  first = input_pipeline.load_split(data, 'manifest', [0, 1])
+  reads = []
+  real_as_dataset = tfds.core.DatasetBuilder.as_dataset
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset',
+                      lambda self, **kw: reads.append(kw['split']) or real_as_dataset(self, **kw))
+  first['image'][:] = 0  # a caller's change must not reach the next caller
+  again = input_pipeline.load_split(data, 'manifest', [1, 0, 2])
+  assert reads == ['fold2']  # folds 0 and 1 came from this process's first read
+  assert set(again['fold'][:np.sum(again['fold'] == 1)]) == {1}  # in the order asked for
+  assert np.abs(again['image']).max() > 0
+
+
 def test_liss_builder_with_manual_dir(tmp_path):
   write_manifest(tmp_path / 'liss')
   builder = tfds_builder.CislPatches(config='liss', data_dir=str(tmp_path / 'data'),
