@@ -88,8 +88,6 @@ def main():
   p.add_argument('--stride', type=int, default=8)
   p.add_argument('--out', default=None)
   a = p.parse_args()
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)  # predict's per-slice progress, rate and ETA
   from cisl_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from cisl_jax.data import dicom  # pylint: disable=g-import-not-at-top
   from cisl_jax.data import patches as patches_lib  # pylint: disable=g-import-not-at-top

@@ -11,9 +11,9 @@ leaves nothing at --out and ends with the message that names the file and the fi
 import os
 import sys
 
+from cisl_jax import terminal  # pylint: disable=g-bad-import-order (first: quiets TF's start-up)
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,7 +30,7 @@ _OUT = flags.DEFINE_string('out', None, 'Output folder (must not exist, or be em
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+  terminal.quiet_libraries()  # progress lines and results; library INFO with --verbosity=0
   from cisl_jax.predict import run  # pylint: disable=g-import-not-at-top
   try:
     run.predict(_CONFIG.value, _WORKDIR.value, _INPUT.value, _OUT.value)

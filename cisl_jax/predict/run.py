@@ -16,6 +16,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.data import dicom
 from cisl_jax.data import patches as patches_lib
@@ -87,9 +88,8 @@ class _Progress:
   def __call__(self, done: int) -> None:
     dt = time.perf_counter() - self.start
     rate = done / max(dt, 1e-9)
-    if done == self.total or done == 1 or done % 10 == 0:
-      logging.info('predict: %d/%d slices, %.2f slices/s, ETA %.0f s', done, self.total,
-                   rate, (self.total - done) / max(rate, 1e-9))
+    terminal.status(f'predict: {done}/{self.total} slices, {rate:.2f} slices/s, '
+                    f'ETA {(self.total - done) / max(rate, 1e-9):.0f} s')
 
 
 def predict(config: ml_collections.ConfigDict, classifier_workdir: str, input_path: str,
