@@ -4,7 +4,7 @@ Run (from the repo root):
   python launch/train_gan.py --config=configs/train_gan.py:quick --workdir=workdir/quick/fold0/gan
   python launch/train_gan.py --config=configs/train_gan.py:paper --workdir=runs/fold0/gan \
       --config.fold=1 --config.learning_rate=1e-4
-Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 400 steps, lr 2e-3:
+Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 320 steps, lr 2e-3:
 what the quick reproduction runs per fold);
 paper, width 1.0 and 10,000 iterations at batch 64, minutes on one H100-class GPU
 (the 2-core CPU runs about 1 iteration/s at this size: hours).
@@ -22,13 +22,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # quick run's few hundred need 2e-3 (at 2e-4 the decoder has not left its init noise).
   c.learning_rate = 2e-3 if quick else 2e-4
   # CVAE-GAN iterations (each updates C, D, E+G). Quick: at 200 the samples were sign-less
-  # blurred blobs; by 800 cavities, dense nodules and consolidations appear per sign. 400
-  # is what make demo's 20 minutes leave (about 0.29 s an iteration at batch 32 on 2
-  # quiet cores, 3 folds); raise it with --config.gan.num_steps when time allows.
-  c.num_steps = 400 if quick else 10_000
+  # blurred blobs; by 800 cavities, dense nodules and consolidations appear per sign. 320
+  # is what make demo's 20 minutes leave (about 0.36 s an iteration at batch 32 on 2
+  # quiet cores inside the demo, 3 folds); raise it with --config.num_steps when time allows.
+  c.num_steps = 320 if quick else 10_000
   if quick:
     c.width = 0.125  # about 3.5 iterations/s on 2 quiet cores at batch 32
-  c.checkpoint_every = 200 if quick else 1000  # save every N iterations (and at the end)
+  c.checkpoint_every = 160 if quick else 1000  # save every N iterations (and at the end)
   c.gan = config_dict.ConfigDict()  # the CVAE-GAN itself
   c.gan.latent_dim = 64  # z size; the encoder's FC 128 = mu and logvar of 64 each
   c.gan.adam_b1 = 0.5  # Adam beta1 (DCGAN practice, as the peers)
