@@ -86,7 +86,7 @@ def read_scalars(stage_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for ev in events:
       prefix = '' if ev.parent == stage_dir else f'{ev.parent.name}/'
       try:
-        for e in tf.compat.v1.train.summary_iterator(str(ev)):
+        for e in _events(tf, ev):
           for v in e.summary.value:
             if v.HasField('simple_value'):
               value = v.simple_value
@@ -138,6 +138,13 @@ def curve_panels(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Panel
   return panels
 
 
+def _events(tf, path):
+  """The Event protos of one event file (what summary_iterator reads, without its
+  deprecation warning on the terminal)."""
+  for record in tf.data.TFRecordDataset(str(path)):
+    yield tf.compat.v1.Event.FromString(record.numpy())
+
+
 def read_images(stage_dir) -> dict[str, np.ndarray]:
   """{tag: the last logged image (H, W) uint8} of a stage's TensorBoard image summaries
   (the GAN's `samples/<sign>`, a classifier's `train_patches/<class>`)."""
@@ -145,7 +152,7 @@ def read_images(stage_dir) -> dict[str, np.ndarray]:
   out = {}
   for ev in sorted(pathlib.Path(stage_dir).glob('events.out.tfevents.*')):
     try:
-      for e in tf.compat.v1.train.summary_iterator(str(ev)):
+      for e in _events(tf, ev):
         for v in e.summary.value:
           if v.HasField('tensor') and v.metadata.plugin_data.plugin_name == 'images':
             png = tf.make_ndarray(v.tensor)[2]  # width, height, then the encoded images
