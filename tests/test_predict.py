@@ -323,3 +323,15 @@ def test_saved_maps_round_trip_and_sweep():
   points = froc.sweep([([('GGO', (20, 20, 40, 40))], back)], ['GGO', 'CV'], [0.01, 0.5])
   assert points[0].found == 1 and points[0].false_positives == 1  # CV region at 0.01
   assert points[1].found == 0 and points[1].false_positives == 0
+
+
+def test_segmentation_of_an_anonymised_slice_without_type2_attributes(tmp_path):
+  from cisl_jax.predict import dicom_out  # pylint: disable=g-import-not-at-top
+  path = helpers.write_ct(tmp_path / 's.dcm', np.full((32, 32), -800.0, np.float32))
+  ds = pydicom.dcmread(path)
+  for k in ('PatientBirthDate', 'PatientSex', 'AccessionNumber', 'StudyID'):
+    delattr(ds, k)
+  seg = dicom_out.segmentation([ds], np.full((1, 2, 32, 32), 0.5, np.float32), ['GGO', 'CV'],
+                               series_number=7, description='test')
+  assert seg.PatientBirthDate == '' and seg.PatientID == ds.PatientID
+  assert 'PatientBirthDate' not in ds  # the caller's dataset is left as it was

@@ -5,6 +5,7 @@ images (by SOP Instance UID, on the sources' frame of reference), so the maps op
 the scan in 3D Slicer or OHIF. Signs are coded in a private scheme ('99CISL'), as DICOM
 allows for concepts without a standard code.
 """
+import copy
 import logging
 
 import highdicom as hd
@@ -19,6 +20,21 @@ logging.getLogger('highdicom').setLevel(logging.WARNING)
 
 CODING_SCHEME = '99CISL'
 SEG_FILE = 'seg_{index:03d}_{series}.dcm'
+# Type 2 attributes (present, possibly empty) that highdicom copies from the first source
+# image; anonymised scans (and the phantom) often drop them altogether.
+_COPIED_TYPE2 = ('PatientID', 'PatientName', 'PatientBirthDate', 'PatientSex',
+                 'AccessionNumber', 'StudyID', 'StudyDate', 'StudyTime')
+
+
+def _with_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
+  """`ds`, or a copy with every attribute of _COPIED_TYPE2 it lacks set empty."""
+  missing = [k for k in _COPIED_TYPE2 if k not in ds]
+  if not missing:
+    return ds
+  ds = copy.deepcopy(ds)
+  for k in missing:
+    setattr(ds, k, '')
+  return ds
 
 
 def _description(number: int, sign: str) -> hd.seg.SegmentDescription:
@@ -39,7 +55,7 @@ def segmentation(sources: list[pydicom.Dataset], maps: np.ndarray, names: list[s
   """A FRACTIONAL Segmentation of one series; maps (slices, S, rows, cols) in [0, 1]."""
   pixels = np.ascontiguousarray(np.moveaxis(np.clip(maps, 0.0, 1.0), 1, -1), np.float32)
   return hd.seg.Segmentation(
-      source_images=sources,
+      source_images=[_with_type2(s) for s in sources],
       pixel_array=pixels,
       segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
       fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
