@@ -1,7 +1,7 @@
 r"""FROC of predict's map-mode detections on a fold's held-out slices (no boxes given).
 
   python bench/froc.py --workdir=workdir/quick --data_dir=data [--fold=0] \
-      [--stage=ten_finetune] [--stride=8] [--out=DIR]
+      [--stage=ten_finetune] [--stride=8] [--out=DIR] [--max_slices=N] [--no-dicom]
 
 Runs `cisl_jax.predict` with the fold's classifier (default: the 10-class fine-tuned
 model of fold 0 of a reproduce run) over every slice of that fold's held-out patients,
@@ -87,6 +87,11 @@ def main():
   p.add_argument('--stage', default='ten_finetune', help='classifier stage folder of the fold')
   p.add_argument('--stride', type=int, default=8)
   p.add_argument('--out', default=None)
+  p.add_argument('--max_slices', type=int, default=0,
+                 help='score this many held-out slices, evenly spaced in path order '
+                      '(0: all); the JSON names how many of how many')
+  p.add_argument('--dicom', action=argparse.BooleanOptionalAction, default=True,
+                 help="predict's DICOM Segmentation output (its writing is most of the time)")
   a = p.parse_args()
   from cisl_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from cisl_jax.data import dicom  # pylint: disable=g-import-not-at-top
@@ -101,12 +106,16 @@ def main():
   source = train['source']
   out = pathlib.Path(a.out or pathlib.Path(a.workdir) / f'froc_fold{a.fold}')
   config = _load_config('predict')
-  config.mode, config.stride, config.save_maps = 'map', a.stride, True
+  config.mode, config.stride, config.save_maps, config.dicom = 'map', a.stride, True, a.dicom
   out.mkdir(parents=True, exist_ok=True)
   if (out / 'predict').exists():
     shutil.rmtree(out / 'predict')  # a previous run's; predict refuses to mix results
   with tempfile.TemporaryDirectory(prefix='froc-') as tmp:
     rows, rules = held_out_slices(a.data_dir, source, a.fold, str(out))
+    total_slices = len(rows)
+    if 0 < a.max_slices < total_slices:  # a deterministic, evenly spaced subset
+      keep = sorted(rows)[::-(-total_slices // a.max_slices)]
+      rows = {k: rows[k] for k in keep}
     # Boxes the dataset's size rule drops are not counted; the rest are the truth.
     truth, manifest_rows, dropped = {}, ['patient_id,path,sign,x0,y0,x1,y1'], 0
     for path, boxes in sorted(rows.items()):
@@ -142,11 +151,13 @@ def main():
   workdir_lib.write_json(out / 'froc.json', {
       'source': source, 'phantom': source == 'phantom', 'fold': a.fold,
       'classifier': str(stage), 'stride': a.stride, 'slices': len(slice_maps),
+      'held_out_slices': total_slices,
       'boxes': default.boxes, 'boxes_dropped_by_size_rule': dropped,
       'default_threshold': config.threshold,
       'points': [pt.__dict__ for pt in points]})
   froc.plot(points, float(config.threshold), title, str(out / 'froc.png'))
-  print(f'froc{phantom}: fold {a.fold}, {len(slice_maps)} held-out slices, {default.boxes} '
+  print(f'froc{phantom}: fold {a.fold}, {len(slice_maps)} of {total_slices} held-out slices, '
+        f'{default.boxes} '
         f'boxed signs; at threshold {config.threshold:g}: sensitivity {default.sensitivity:.3f} '
         f'({default.found}/{default.boxes}), {default.fp_per_slice:.2f} false positives per '
         f'slice; sweep in {out / "froc.csv"}, plot {out / "froc.png"}')

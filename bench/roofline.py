@@ -42,11 +42,10 @@ def matmul_peak(dtype, n: int = 2048, rounds: int = 10) -> float:
 
 def step_flops(model: str, batch: int, width: float) -> float:
   """FLOPs of one straightforward train step of `model` (XLA cost analysis)."""
-  common.use_plain_convolutions()
   import bench_classifier  # pylint: disable=g-import-not-at-top
   import bench_cvaegan  # pylint: disable=g-import-not-at-top
   make = {'classifier': bench_classifier.make_step_fn, 'cvaegan': bench_cvaegan.make_step_fn}
-  step_fn, args = make[model](batch, width)
+  step_fn, args = make[model](batch, width, fast_conv=False)  # plain nnx layers
   cost = step_fn.lower(*args).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost['flops'])
