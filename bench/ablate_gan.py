@@ -31,6 +31,7 @@ from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
 from cisl_jax.quality import measures as quality_measures  # pylint: disable=g-import-not-at-top
 from cisl_jax.quality import stage as quality_stage  # pylint: disable=g-import-not-at-top
 from cisl_jax import signs  # pylint: disable=g-import-not-at-top
+from cisl_jax import workdir as wd  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import generate  # pylint: disable=g-import-not-at-top
@@ -67,7 +68,7 @@ def classifier_config(args, **fields):
   c.unlock()
   # The quick reproduction's classifier settings (configs/reproduce.py).
   c.update(dict(data_dir=args.data_dir, fold=args.fold, seed=args.seed, width=0.125,
-                batch_size=32), **fields)
+                batch_size=16), **fields)
   return c
 
 
@@ -78,7 +79,7 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dic
   g.unlock()
   g.gan_workdir, g.num_per_sign, g.seed = str(gan_dir), args.per_sign, args.seed
   generate.generate(g, str(root / 'generate'))
-  gen = input_pipeline.load_generated(str(root / 'generate' / generate.GENERATED_DIR))
+  gen = input_pipeline.load_generated(str(root / 'generate' / wd.GENERATED_DIR))
   q = quality_measures.evaluate(features, real['image'], real['label'], held['image'], held['label'],
                        gen['image'], gen['label'], max_generated=args.per_sign,
                        seed=args.seed)['overall']
