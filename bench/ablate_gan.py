@@ -64,11 +64,11 @@ def gan_config(args, pieces: dict | None, steps: int, width: float):
 
 
 def classifier_config(args, **fields):
-  c = common.load_config('train_classifier', 'quick')
+  # The quick reproduction's classifier stage config (configs/reproduce.py), so that the
+  # ablation follows it when its width or batch changes.
+  c = common.load_config('reproduce', 'quick').classifier
   c.unlock()
-  # The quick reproduction's classifier settings (configs/reproduce.py).
-  c.update(dict(data_dir=args.data_dir, fold=args.fold, seed=args.seed, width=0.125,
-                batch_size=16), **fields)
+  c.update(dict(data_dir=args.data_dir, fold=args.fold, seed=args.seed), **fields)
   return c
 
 
