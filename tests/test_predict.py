@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import highdicom as hd
+import ml_collections
 import numpy as np
 import pydicom
 import pytest
@@ -335,3 +336,19 @@ def test_segmentation_of_an_anonymised_slice_without_type2_attributes(tmp_path):
                                series_number=7, description='test')
   assert seg.PatientBirthDate == '' and seg.PatientID == ds.PatientID
   assert 'PatientBirthDate' not in ds  # the caller's dataset is left as it was
+
+
+def test_patch_rules_find_the_card_of_a_relative_data_dir_from_elsewhere(tmp_path, monkeypatch):
+  # The demo records data_dir='data' (relative to the repository); predict run from
+  # another folder must still read that dataset's patch rules, not fall back silently.
+  card_dir = pathlib.Path(input_pipeline.dataset_dir(str(tmp_path / 'repo' / 'data'), 'phantom'))
+  card_dir.mkdir(parents=True)
+  rules = {'size': 64, 'hu_min': -1234.0, 'hu_max': 150.0}
+  (card_dir / 'dataset_card.json').write_text(json.dumps({'config': {'patches': rules}}))
+  workdir = tmp_path / 'repo' / 'workdir' / 'quick' / 'fold0' / 'ten_finetune'
+  workdir.mkdir(parents=True)
+  model = model_lib.Classifier(str(workdir), ml_collections.ConfigDict(
+      {'data_dir': 'data', 'source': 'phantom'}), 1, [], [], 8, None, None, None, None)
+  monkeypatch.chdir(tmp_path)
+  got = run_lib.patch_rules(config(), model)
+  assert got.hu_min == -1234.0

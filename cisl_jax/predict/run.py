@@ -58,8 +58,7 @@ def patch_rules(config: ml_collections.ConfigDict,
   if config.patches_from_card:
     from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
     from cisl_jax.data import card as card_lib  # pylint: disable=g-import-not-at-top
-    path = os.path.join(input_pipeline.dataset_dir(model.config.data_dir, model.config.source),
-                        card_lib.CARD_NAME)
+    path = _card_path(model, input_pipeline.dataset_dir, card_lib.CARD_NAME)
     if os.path.isfile(path):
       with open(path) as f:
         saved = json.load(f)['config']['patches']
@@ -69,6 +68,27 @@ def patch_rules(config: ml_collections.ConfigDict,
       logging.warning('%s not found: using config.patches as the patch rules (HU window, '
                       'patch size); they must be those the model was trained with.', path)
   return rules
+
+
+def _card_path(model: model_lib.Classifier, dataset_dir, card_name: str) -> str:
+  """The dataset card of the model's training data.
+
+  A relative `data_dir` (the demo records `data`) is taken from the working directory
+  first, then from each folder above the classifier's workdir: training ran from one
+  of them, and predict is often run from elsewhere.
+  """
+  data_dir = model.config.data_dir
+  path = os.path.join(dataset_dir(data_dir, model.config.source), card_name)
+  if os.path.isabs(data_dir) or os.path.isfile(path):
+    return path
+  folder = model.workdir
+  while os.path.dirname(folder) != folder:
+    folder = os.path.dirname(folder)
+    candidate = os.path.join(dataset_dir(os.path.join(folder, data_dir), model.config.source),
+                             card_name)
+    if os.path.isfile(candidate):
+      return candidate
+  return path
 
 
 def _check_out(out: str) -> None:
