@@ -57,7 +57,9 @@ def sweep(slice_maps: list[tuple[list, maps_lib.SliceMaps]], names: list[str],
 
 def plot(points: list[Point], default: float, title: str, path: str) -> None:
   """Sensitivity against false positives per slice, each point's threshold written by it."""
+  import textwrap  # pylint: disable=g-import-not-at-top
   import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   from cisl_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
@@ -71,11 +73,16 @@ def plot(points: list[Point], default: float, title: str, path: str) -> None:
       ax.plot([x], [p.sensitivity], 's', color='tab:red', ms=9, fillstyle='none',
               label=f'default threshold {default:g}')
   ax.set_xscale('log')
+  # Plain numbers at 1, 2, 5 x 10^k: the default minor labels (2x10^0, 3x10^0 ...)
+  # overlap one another at this size.
+  ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.set_xlabel('false positives per slice')
   ax.set_ylabel('sign-level sensitivity')
   ax.set_ylim(-0.02, 1.02)
   ax.grid(alpha=0.3, which='both')
   ax.legend(loc='lower right', fontsize=8)
-  ax.set_title(title, fontsize=9)
+  ax.set_title(textwrap.fill(title, 70), fontsize=9)  # wrapped: a long title is cut
   fig.tight_layout()
   workdir_lib.save_figure(fig, path, dpi=120)
