@@ -97,7 +97,10 @@ def test_nan_batch_stops_with_step_and_checkpoint():
 
 def test_nan_data_stops_training(tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split(nan=True))
-  with pytest.raises(common.NonFiniteError, match='step 0.*last good checkpoint: none'):
+  # Checked at the first log step: the message gives the steps where it arose.
+  with pytest.raises(common.NonFiniteError,
+                     match=r'step \d+ \(first seen; it arose in steps 0-\d+\).*'
+                           'last good checkpoint: none'):
     classifier.train_and_evaluate(tiny_config(), str(tmp_path / 'nan'))
   assert not wd.is_done(str(tmp_path / 'nan'))
 

@@ -173,12 +173,19 @@ def labelled_rows(images: np.ndarray, labels: np.ndarray, names: Sequence[str],
   return rows
 
 
-def check_finite(step: int, metrics: Mapping[str, Any], last_good: str) -> None:
-  """Raises NonFiniteError naming the step, the bad values and the last good checkpoint."""
+def check_finite(step: int, metrics: Mapping[str, Any], last_good: str,
+                 checked_after: int | None = None) -> None:
+  """Raises NonFiniteError naming the step, the bad values and the last good checkpoint.
+
+  `checked_after`: the previous step that was checked, when steps in between were not
+  (the fit loop checks at log and checkpoint steps); the message then gives the range.
+  """
   bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all()}
   if bad:
+    where = (f'step {step}' if checked_after is None or checked_after >= step - 1
+             else f'step {step} (first seen; it arose in steps {checked_after + 1}-{step})')
     raise NonFiniteError(
-        f'step {step}: non-finite {", ".join(f"{k}={v}" for k, v in sorted(bad.items()))}. '
+        f'{where}: non-finite {", ".join(f"{k}={v}" for k, v in sorted(bad.items()))}. '
         f'Training stopped; last good checkpoint: {last_good}. Lower the learning rate or '
         'check the inputs; restarting in the same workdir resumes from that checkpoint.')
 

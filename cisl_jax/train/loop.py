@@ -6,7 +6,10 @@ calls `fit`; everything between the first and the last step happens here, so the
 and the classifiers resume, log and fail the same way:
   * the latest checkpoint in the workdir is restored, and the tf.data stream starts at
     its step, so a resumed run sees exactly the batches an uninterrupted one would;
-  * each step's metrics are fetched and checked (NaN guard) before anything is saved;
+  * the metrics are fetched and checked (NaN guard) at every log step, before every
+    checkpoint and at the end; in between steps are only dispatched, so the host never
+    waits on a step it does not need to read (a NaN spreads into the state, so a later
+    check still sees it, and nothing non-finite is ever saved);
   * checkpoints every `config.checkpoint_every` steps and at the end;
   * every `config.log_every` steps: a progress line (steps/s, time left) and scalars.
 """
@@ -66,14 +69,18 @@ def fit(config: Any, workdir: str, *, name: str, graphdef: Any, state: dict[str,
   summaries = common.Summaries(workdir)
   progress = common.Progress(name, num_steps, start, config.log_every)
   logged: dict[str, float] = {}
+  checked = start - 1  # the last step whose metrics were checked
   for step in range(start, num_steps):
     batch = sharding.shard_batch(next(batches), mesh)
     state, metrics = train_step(graphdef, state, batch, train_key)
-    metrics = jax.device_get(metrics)
-    common.check_finite(step, metrics, ckpt.last_good())
     done = step + 1
+    log = done % config.log_every == 0 or done == num_steps
+    if log or done % config.checkpoint_every == 0:
+      metrics = sharding.to_host(metrics)  # (device_get refuses multi-host arrays)
+      common.check_finite(step, metrics, ckpt.last_good(), checked_after=checked)
+      checked = step
     ckpt.maybe_save(done, state)
-    if done % config.log_every == 0 or done == num_steps:
+    if log:
       rate = progress.update(done, metrics if shown is None
                              else {k: metrics[k] for k in shown})
       logged = {k: float(v) for k, v in metrics.items()}
