@@ -75,8 +75,23 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of `tree` on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places every array of `tree` on every device of the mesh.
+
+  `tree` must hold the same values on every process (seeded init, or a restored
+  checkpoint). With several processes `device_put` refuses a sharding over devices it
+  cannot address, so each process builds the global array from its own copy.
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      data = put(jax.random.key_data(x))  # RNG streams: place the raw key bits
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  return jax.tree.map(put, tree)
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -103,6 +118,8 @@ def to_host(tree: Any) -> Any:
   """Fetches (possibly multi-host, replicated) arrays to numpy on this process."""
   def fetch(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if x.is_fully_replicated:  # metrics, parameters: every process holds the value
+        return np.asarray(x.addressable_data(0))
       x = multihost_utils.process_allgather(x, tiled=True)
     return np.asarray(x)
   return jax.tree.map(fetch, tree)
