@@ -19,7 +19,7 @@ AIR = -1000.0
 FAT = -95.0
 MEDIASTINAL_FAT = -80.0
 MUSCLE = 45.0
-LUNG = -865.0
+LUNG = -885.0
 CORTEX = 700.0
 MARROW = 230.0
 
@@ -223,8 +223,12 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   f += g['muscle']
   img[inside(g['a'] - f, g['b'] - f, g['b_post'] - f)] = MUSCLE - 5  # intercostal layer
   inset = f + g['ribs']
+  # Extrapleural fat: a thin layer between the ribs and the pleura.
+  ep = rng.uniform(1.5, 4.0) * s
+  img[inside(g['a'] - inset + ep, g['b'] - inset + ep, g['b_post'] - inset + ep)] = FAT + 20
   cav = inside(g['a'] - inset, g['b'] - inset, g['b_post'] - inset)
   img[cav] = MEDIASTINAL_FAT
+  _marble(img, img > FAT - 30, rng, s)
   # Heart (myocardium + blood pool) and great vessels.
   hx, hy = cx + g['shift'], cy + g['v_heart'] * g['bc']
   hax, hay = 0.82 * g['w_heart'], 0.36 * g['bc']
@@ -248,6 +252,21 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   _paint_spine(img, g, s)
   _paint_ribs(img, g, s, rng, cav)
   return img
+
+
+def _marble(img, soft, rng, s):
+  """Soft-tissue texture: fat streaks between muscle fibres and a mottle in fat.
+
+  Real muscle and fat are not flat: fascia, fat septa and small vessels give the chest
+  wall and mediastinum a streaky, mottled look even on a lung window.
+  """
+  shape = img.shape
+  streak = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (1.2 * s, 3.5 * s))
+  streak /= streak.std() + 1e-6
+  muscle = soft & (img > 0)
+  fat = np.clip((streak - 0.5) / 0.8, 0, 1) * muscle
+  img += fat * (FAT + 15 - img)
+  img += soft * 18.0 * smooth_noise(rng, shape, 1.5 * s)
 
 
 def _paint_spine(img, g, s):

@@ -25,7 +25,7 @@ from cisl_jax.data.sources import phantom_shapes as sh
 
 # Parenchyma texture: (HU standard deviation, correlation length in 0.7 mm units) of
 # acinar, lobular and perfusion-scale variation.
-TEXTURE = ((16.0, 0.7), (12.0, 2.0), (10.0, 5.0))
+TEXTURE = ((11.0, 0.7), (12.0, 2.0), (10.0, 5.0))
 
 
 @functools.lru_cache(maxsize=16)
@@ -119,14 +119,24 @@ def _vessels(img, anat, rng, scan, lungf, hu):
           airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
                           by + off * ny / n, 0.9 * r0, 0.9 * r1))
   pa.paint_segments(img, in_slab(segs, scan, rng), hu, lungf)
-  # Vessels crossing the slice: many small ones, larger towards the hila.
-  pick = rng.choice(len(xs), size=int(rng.integers(45, 85)), replace=False)
+  _fine_vessels(img, anat, rng, scan, lungf, hu)
+  # Vessels crossing the slice, larger towards the hila: fewer than the fine network's
+  # strands, as most small vessels run obliquely and show as short streaks.
+  pick = rng.choice(len(xs), size=int(rng.integers(22, 45)), replace=False)
   dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
   d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
   near = np.argmin([np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila], 0)
   toward = np.arctan2(dy - np.array(anat.hila)[near, 1], dx - np.array(anat.hila)[near, 0])
-  dr = (0.6 + 3.2 * np.exp(-d_hil / (80 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
-  pa.paint_segments(img, crossing_vessels(rng, dx, dy, dr, toward, scan), hu, lungf)
+  dr = (0.45 + 3.2 * np.exp(-d_hil / (80 * s)) * rng.uniform(0.5, 1.3, len(dx))) * s
+  cross = crossing_vessels(rng, dx, dy, dr, toward, scan)
+  # Partial volume at the vessel's oblique border: a faint halo around a denser core,
+  # not a crisp disc.
+  halo = cross.copy()
+  halo[:, 4:6] *= rng.uniform(1.3, 1.7, (len(halo), 1))
+  halo[:, 6] *= 0.3
+  pa.paint_segments(img, halo, hu, lungf)
+  cross[:, 6] *= rng.uniform(0.55, 1.0, len(cross))
+  pa.paint_segments(img, cross, hu, lungf)
   # Bronchi cut across beside the larger crossing arteries: rings with air inside.
   big = np.flatnonzero(dr > 1.5 * s)[:int(rng.integers(4, 14))]
   ang = rng.uniform(0, 2 * math.pi, len(big))
@@ -141,6 +151,44 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   pa.paint_discs(img, bx, by, rb + 0.8 * s, wall_hu, lungf)
   pa.paint_segments(img, lumens, -980.0, lungf)
   pa.paint_discs(img, bx, by, rb, -980.0, lungf)
+
+
+def _fine_vessels(img, anat, rng, scan, lungf, hu):
+  """The fine vascular network: many short, faint, tapering strands, mostly radial.
+
+  Vessels under ~1.5 mm fill a fraction of the slab and of a pixel, so on real scans
+  they show as a soft mesh of faint lines rather than as dots; that mesh is most of
+  the lung's visible texture. Drawn vectorised: two bent segments per strand, some
+  with a side branch.
+  """
+  s = anat.scale
+  ys, xs = _points(anat, 2 * s)
+  n = int(len(xs) / (250 * s * s) * rng.uniform(0.7, 1.3))
+  if n < 1:
+    return
+  i = rng.integers(0, len(xs), n)
+  x, y = xs[i].astype(np.float32), ys[i].astype(np.float32)
+  hil = np.array(anat.hila, np.float32)
+  d = np.hypot(x[:, None] - hil[:, 0], y[:, None] - hil[:, 1])
+  near = np.argmin(d, 1)
+  a = np.arctan2(y - hil[near, 1], x - hil[near, 0]) + rng.normal(0, 0.55, n)
+  # Thinner and fainter towards the pleura (far from the hilum).
+  r0 = (0.4 + 0.6 * np.exp(-d.min(1) / (90 * s)) * rng.uniform(0.6, 1.4, n)) * s
+  length = rng.uniform(4, 14, n) * s
+  bend = a + rng.normal(0, 0.35, n)
+  xm, ym = x + 0.5 * length * np.cos(a), y + 0.5 * length * np.sin(a)
+  x1, y1 = xm + 0.5 * length * np.cos(bend), ym + 0.5 * length * np.sin(bend)
+  tip = 0.22 * s * np.ones(n, np.float32)
+  segs = [np.stack([x, y, xm, ym, r0, 0.7 * r0], 1), np.stack([xm, ym, x1, y1, 0.7 * r0, tip], 1)]
+  side = rng.random(n) < 0.4
+  b = bend[side] + rng.choice([-1, 1], side.sum()) * rng.uniform(0.4, 0.9, side.sum())
+  lb = 0.4 * length[side]
+  segs.append(np.stack([xm[side], ym[side], xm[side] + lb * np.cos(b), ym[side] + lb * np.sin(b),
+                        0.6 * r0[side], tip[side]], 1))
+  segs = in_slab(np.concatenate(segs), scan, rng, 0.5)
+  # A strand lies along the slab for only part of its run: at least half its contrast.
+  segs[:, 6] = np.maximum(segs[:, 6], rng.uniform(0.25, 0.6, len(segs)))
+  pa.paint_segments(img, segs, hu, lungf)
 
 
 def _fissures(img, anat, rng, scan, lungf):

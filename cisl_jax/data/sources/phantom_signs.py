@@ -33,6 +33,17 @@ def _spicule_segs(segs, scan, rng):
   return _weighted(segs, scan, rng, 0.6)
 
 
+def _paint_spicules(img, segs, hu, scan, rng, mask=None):
+  """Spicules with a faint, wider sheath: a strand runs in and out of the slab and
+  is blurred by partial volume, so its margin is fuzzy rather than a crisp line."""
+  segs = _spicule_segs(segs, scan, rng)
+  sheath = segs.copy()
+  sheath[:, 4:6] = sheath[:, 4:6] * 2.2 + 0.6
+  sheath[:, 6] *= 0.3
+  pa.paint_segments(img, sheath, hu, mask)
+  pa.paint_segments(img, segs, hu, mask)
+
+
 def _weighted(segs, scan, rng, lo):
   segs = np.asarray(segs, np.float32).reshape(-1, 6)
   w = scanner_lib.slab_contrast((segs[:, 4] + segs[:, 5]) * scan.spacing, scan.thickness)
@@ -68,7 +79,7 @@ def _plan_ggo(rng, anat, x, y):
   faint = rng.random() < 0.5  # half are a faint haze (-760..-600 HU)
   hu = u(rng, -760, -600) if faint else u(rng, -600, -300)
   # A faint one cut near its pole would vanish in the noise: cut those nearer the centre.
-  p = dict(x=x, y=y, r=r, harm=harm, edge=min(u(rng, 3, 8) * s, 0.5 * r), hu=hu,
+  p = dict(x=x, y=y, r=r, harm=harm, edge=u(rng, 0.25, 0.6) * r, hu=hu,
            core=u(rng, 0.2, 0.45) * r if solid else 0.0,
            z=sh.cut_height(rng, r, 0.25 if faint else 0.5),
            vessel_angle=u(rng, 0, 2 * math.pi), n_vessels=int(rng.choice([0, 1, 1, 2, 3])))
@@ -95,7 +106,8 @@ def _paint_ggo(img, p, anat, rng, scan):
   sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], 2 * p['r']), 2)
   # Cloud-like: the haze's density and its edge both vary patchily.
   alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'], p['edge'])
-  alpha *= np.clip(0.8 + 0.25 * pa.smooth_noise(rng, sub.shape, 3.0 * s), 0.3, 1.0)
+  # Patchy: lobules filled to different degrees, some hardly at all.
+  alpha *= np.clip(0.8 + 0.35 * pa.smooth_noise(rng, sub.shape, 2.5 * s), 0.25, 1.0)
   haze = p['hu'] + sh.texture(rng, sub.shape, 40.0, 1.5 * s)
   # max() keeps vessels (denser than the haze) visible inside it.
   sub[...] = np.maximum(sub, sub + alpha * (haze - sub))
@@ -124,7 +136,7 @@ def _plan_lobulation(rng, anat, x, y):
 
 def _paint_lobulation(img, p, anat, rng, scan):
   if p.get('segs'):
-    pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'])
+    _paint_spicules(img, p['segs'], p['hu'], scan, rng)
   _nodule(img, p, anat, rng, scan)
 
 
@@ -174,17 +186,20 @@ def _plan_cv(rng, anat, x, y):
     r = (u(rng, 33, 46) if rng.random() < 0.15 else u(rng, 7, 26)) * s
   else:
     r = u(rng, 6, 16) * s
-  harm = sh.harmonics(rng, 6, 0.12)
+  harm = sh.harmonics(rng, 7, 0.16)
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, ext + 2 * s):
     return None
   p = dict(x=x, y=y, r=r, harm=harm, hu=u(rng, *sh.SOFT), cavity=cavity,
-           z=sh.cut_height(rng, r, 0.4))
+           z=sh.cut_height(rng, r, 0.4), edge=u(rng, 1.0, 3.0) * s)
   if cavity:
-    rin = r * u(rng, 0.3, 0.9)  # from thick-walled to thin-walled cavities
-    off, ang = (r - rin) * u(rng, 0.1, 0.8), u(rng, 0, 2 * math.pi)
+    rin = r * u(rng, 0.3, 0.85)  # from thick-walled to thin-walled cavities
+    off, ang = (r - rin) * u(rng, 0.2, 0.8), u(rng, 0, 2 * math.pi)
+    # The inner wall is nodular and uneven (irregular thickness), its edge soft where
+    # the slab cuts it obliquely; some cavities hold a little fluid or debris.
     p.update(rin=rin, cx=x + off * math.cos(ang), cy=y + off * math.sin(ang),
-             inner_harm=sh.harmonics(rng, 6, 0.2))
+             inner_harm=sh.harmonics(rng, 9, 0.3), inner_edge=u(rng, 1.0, 3.0) * s,
+             air=u(rng, -960, -800))
   else:
     n = int(rng.integers(1, 5))
     ang, rad = rng.uniform(0, 2 * math.pi, n), rng.uniform(0, 0.55 * r, n)
@@ -196,8 +211,8 @@ def _plan_cv(rng, anat, x, y):
 def _paint_cv(img, p, anat, rng, scan):
   sub, xs, ys = _nodule(img, p, anat, rng, scan, pad=1.4)
   if p['cavity']:
-    sh.blend(sub, sh.blob_alpha(xs, ys, p['cx'], p['cy'], p['rin'], p['inner_harm'], 1.0),
-             sh.AIR_IN)
+    sh.blend(sub, sh.blob_alpha(xs, ys, p['cx'], p['cy'], p['rin'], p['inner_harm'],
+                                p.get('inner_edge', 1.0)), p.get('air', sh.AIR_IN))
   else:
     pa.paint_discs(img, p['bx'], p['by'], p['br'], sh.AIR_IN)
 
@@ -207,13 +222,14 @@ def _paint_cv(img, p, anat, rng, scan):
 
 def _plan_spiculation(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 4, 14) * s
-  segs = sh.spicules(rng, x, y, r, int(rng.integers(2, 17)), s, (4, 24), (0.35, 1.3))
+  r = u(rng, 5, 15) * s
+  segs = sh.spicules(rng, x, y, r, int(rng.integers(3, 19)), s, (4, 24), (0.35, 1.2))
   pts = np.array(segs)[:, [0, 1, 2, 3]].reshape(-1, 2)
   if not sh.inside(anat, x, y, r + 3 * s) or not all(sh.inside(anat, a, b, 2 * s) for a, b in pts):
     return None
-  p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.12), segs=segs, hu=u(rng, *sh.SOFT),
-           z=sh.cut_height(rng, r, 0.6))
+  # Malignant margins are ill-defined: a wider soft rim than other solid nodules.
+  p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.14), segs=segs, hu=u(rng, *sh.SOFT),
+           z=sh.cut_height(rng, r, 0.6), edge=u(rng, 1.5, 3.5) * s)
   if rng.random() < 0.4:  # also lobulated
     p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.22, 0.4))
   return p, sh.box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
@@ -221,7 +237,7 @@ def _plan_spiculation(rng, anat, x, y):
 
 
 def _paint_spiculation(img, p, anat, rng, scan):
-  pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'])
+  _paint_spicules(img, p['segs'], p['hu'], scan, rng)
   _nodule(img, p, anat, rng, scan)
 
 
@@ -275,7 +291,7 @@ def _paint_pi(img, p, anat, rng, scan):
   pa.paint_discs(img, nx, ny, nr, pa.MUSCLE, lungf)
   pa.paint_segments(img, _weighted(p['tags'], scan, rng, 0.8), p['hu'])
   if p.get('segs'):
-    pa.paint_segments(img, _spicule_segs(p['segs'], scan, rng), p['hu'], lungf)
+    _paint_spicules(img, p['segs'], p['hu'], scan, rng, lungf)
   _nodule(img, p, anat, rng, scan)
 
 

@@ -43,7 +43,7 @@ def _plug_tree(rng, x, y, a, w, s, generations, long):
 def plan_bmp(rng, anat, x, y):
   s = anat.scale
   hx, hy = min(anat.hila, key=lambda h: math.hypot(h[0] - x, h[1] - y))
-  w = sh.u(rng, 1.2, 4.0) * s  # from small plugs to dilated, filled bronchi
+  w = sh.u(rng, 1.5, 4.0) * s  # from small plugs (2 mm) to dilated, filled bronchi
   long = rng.random() < 0.25  # some plugs run far out along the airways (boxes > 64 px)
   generations = 1 if long else int(rng.choice([0, 1, 1, 1, 2]))
   for _ in range(8 if long else 1):  # a long plug tries other directions to fit the lung
@@ -77,8 +77,11 @@ def paint_bmp(img, p, anat, rng, scan):
   wall = segs.copy()
   wall[:, 4:] += sh.u(rng, 0.5, 1.2) * s
   wall_hu = p['hu'] + sh.u(rng, 0, 30)  # thickened bronchial wall, a bit denser
-  pa.paint_segments(img, np.concatenate([wall, weight[:, None]], 1), wall_hu)
-  pa.paint_segments(img, np.concatenate([segs, weight[:, None]], 1), p['hu'])
+  # The wall is a thin, partial-volumed sheath, and the mucus fills each branch to a
+  # different degree: not a uniform white tube.
+  pa.paint_segments(img, np.concatenate([wall, 0.8 * weight[:, None]], 1), wall_hu)
+  fill = rng.uniform(0.8, 1.0, len(segs)).astype(np.float32)
+  pa.paint_segments(img, np.concatenate([segs, (weight * fill)[:, None]], 1), p['hu'])
   for x, y, r in p['rings']:
     pa.paint_discs(img, x, y, r + 0.9 * s, wall_hu)
     pa.paint_discs(img, x, y, r + 0.3 * s, -900.0)  # a rim of air around the plug
@@ -120,17 +123,22 @@ def paint_ab(img, p, anat, rng, scan):
   a = p['angle']
   x0, y0 = p['x'] - 0.9 * p['r'] * math.cos(a), p['y'] - 0.9 * p['r'] * math.sin(a)
   size = p['r'] / (25 * s)  # fewer, thinner bronchi in a small consolidation
-  tree = pa.vessel_tree(rng, anat, x0, y0, a, sh.u(rng, 1.1, 2.6) * s * min(1.0, 0.5 + size),
+  tree = pa.vessel_tree(rng, anat, x0, y0, a, sh.u(rng, 1.1, 2.6) * s * min(1.0, 0.15 + size),
                         max_segments=int(rng.integers(3, 12) * size) + 2, bounded=False)
   if rng.random() < 0.5:  # a second bronchus entering beside the first
     b = a + sh.u(rng, 0.4, 0.8) * rng.choice([-1, 1])
-    tree += pa.vessel_tree(rng, anat, x0, y0, b, sh.u(rng, 1.0, 2.2) * s * min(1.0, 0.5 + size),
+    tree += pa.vessel_tree(rng, anat, x0, y0, b, sh.u(rng, 1.0, 2.2) * s * min(1.0, 0.15 + size),
                            max_segments=int(rng.integers(2, 8) * min(1.0, size)) + 1,
                            bounded=False)
-  tree = np.array(tree, np.float32).reshape(-1, 6)
-  weight = scanner_lib.slab_contrast(2 * tree[:, 4] * scan.spacing, scan.thickness)
   inner = np.zeros_like(img)
   inner[idx] = sh.blob_alpha(xs, ys, p['x'], p['y'], 0.85 * p['r'], p['harm'], 1.0) * lung
+  _paint_air_bronchi(img, tree, scan, rng, inner)
+
+
+def _paint_air_bronchi(img, tree, scan, rng, inner):
+  """Air-filled bronchi (slab-weighted), shown only where `inner` (the opacity) is."""
+  tree = np.array(tree, np.float32).reshape(-1, 6)
+  weight = scanner_lib.slab_contrast(2 * tree[:, 4] * scan.spacing, scan.thickness)
   pa.paint_segments(img, np.concatenate([tree, weight[:, None] * rng.uniform(0.7, 1, (len(tree), 1))], 1),
                     sh.AIR_IN, inner)
 
@@ -182,15 +190,25 @@ def plan_op(rng, anat, x, y, oversized=False):
   return p, box
 
 
-def paint_op(img, p, anat, rng, scan):  # pylint: disable=unused-argument
+def paint_op(img, p, anat, rng, scan):
   s = anat.scale
-  alpha = ndimage.gaussian_filter(op_mask(anat, p).astype(np.float32), sh.u(rng, 1.2, 3.5) * s)
+  mask = op_mask(anat, p).astype(np.float32)
+  alpha = ndimage.gaussian_filter(mask, sh.u(rng, 1.2, 3.5) * s)
   alpha *= (anat.lung > 0)
-  # Consolidation is not perfectly even: partly aerated patches and a smooth mottle.
-  # From dense and even to patchy, partly ground-glass pneumonia.
-  alpha *= np.clip(sh.u(rng, 0.8, 1.0) + 0.2 * pa.smooth_noise(rng, img.shape, 4.0 * s),
-                   0.3, 1.0)
+  # Consolidation is not even: lobules consolidated to different degrees, running
+  # into ground glass in places (broad patches, not round holes).
+  patchy = sh.u(rng, 0.05, 0.25)
+  alpha *= np.clip(1.0 - patchy + patchy * pa.smooth_noise(rng, img.shape, 6.0 * s),
+                   0.45, 1.0)
   img += alpha * (p['hu'] + sh.texture(rng, img.shape, 18.0, 3.0 * s) - img)
+  # Air bronchograms: the bronchi leaving the hilum stay aerated inside the wedge.
+  inner = ndimage.gaussian_filter(mask, 3 * s) > 0.8
+  tree = []
+  for _ in range(int(rng.integers(1, 4))):
+    tree += pa.vessel_tree(rng, anat, p['ax'], p['ay'], p['angle'] + rng.normal(0, 0.2),
+                           sh.u(rng, 1.2, 2.4) * s, int(rng.integers(3, 10)), bounded=False)
+  if tree:
+    _paint_air_bronchi(img, tree, scan, rng, inner.astype(np.float32))
   sub, xs, ys, _ = sh.window(img, sh.around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
   sh.blend(sub, sh.blob_alpha(xs, ys, p['ax'], p['ay'], p['mass'], sh.harmonics(rng, 4, 0.1), 1.0),
          p['hu'] + 10)
