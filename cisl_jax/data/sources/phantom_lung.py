@@ -118,7 +118,12 @@ def _vessels(img, anat, rng, scan, lungf, hu):
           off = r0 + 2.2 * s
           airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
                           by + off * ny / n, 0.9 * r0, 0.9 * r1))
-  pa.paint_segments(img, in_slab(segs, scan, rng), hu, lungf)
+  segs = in_slab(segs, scan, rng)
+  halo = segs.copy()  # the partial-volumed border of a vessel lying in the slab
+  halo[:, 4:6] = halo[:, 4:6] * 1.35 + 0.3
+  halo[:, 6] *= 0.3
+  pa.paint_segments(img, halo, hu, lungf)
+  pa.paint_segments(img, segs, hu, lungf)
   _fine_vessels(img, anat, rng, scan, lungf, hu)
   # Vessels crossing the slice, larger towards the hila: fewer than the fine network's
   # strands, as most small vessels run obliquely and show as short streaks.

@@ -70,8 +70,10 @@ def _nodule(img, p, anat, rng, scan, pad=1.3):
 
 def _plan_ggo(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 5, 22) * s
   harm = sh.harmonics(rng, 7, 0.22)  # irregular, cloud-like outlines
+  # 5-34 mm across; a box that fits the 64-px patch (the patch rule centres it), as
+  # all but the largest real GGO do.
+  r = min(u(rng, 5, 24) * s, 29.0 / sh.extent(1.0, harm))
   ext = sh.extent(r, harm)
   if not sh.inside(anat, x, y, 0.8 * ext + 3 * s):
     return None
@@ -222,7 +224,7 @@ def _paint_cv(img, p, anat, rng, scan):
 
 def _plan_spiculation(rng, anat, x, y):
   s = anat.scale
-  r = u(rng, 5, 15) * s
+  r = u(rng, 6, 17) * s
   segs = sh.spicules(rng, x, y, r, int(rng.integers(3, 19)), s, (4, 24), (0.35, 1.2))
   pts = np.array(segs)[:, [0, 1, 2, 3]].reshape(-1, 2)
   if not sh.inside(anat, x, y, r + 3 * s) or not all(sh.inside(anat, a, b, 2 * s) for a, b in pts):
