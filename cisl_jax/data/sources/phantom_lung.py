@@ -5,7 +5,9 @@
 - vessels: branching, tapering trees lying in the slice, and vessels crossing it,
   cut as ellipses whose length grows with the slice thickness and their obliquity;
   both averaged with the lung around them where they are thinner than the slab
-  (partial volume, `phantom_scanner.slab_contrast`); they grow towards the hila;
+  (partial volume, `phantom_scanner.slab_contrast`), with a faint halo at their
+  obliquely cut border; they grow towards the hila;
+- the fine vascular network: many short, faint strands, most of the lung's texture;
 - airways as thin-walled dark tubes and rings beside their arteries;
 - fissures, sometimes thickened;
 - confounders of normal lung that a reader must tell from signs: vessel knots and
@@ -120,8 +122,8 @@ def _vessels(img, anat, rng, scan, lungf, hu):
                           by + off * ny / n, 0.9 * r0, 0.9 * r1))
   segs = in_slab(segs, scan, rng)
   halo = segs.copy()  # the partial-volumed border of a vessel lying in the slab
-  halo[:, 4:6] = halo[:, 4:6] * 1.35 + 0.3
-  halo[:, 6] *= 0.3
+  halo[:, 4:6] = halo[:, 4:6] * 1.25 + 0.2
+  halo[:, 6] *= 0.25
   pa.paint_segments(img, halo, hu, lungf)
   pa.paint_segments(img, segs, hu, lungf)
   _fine_vessels(img, anat, rng, scan, lungf, hu)
