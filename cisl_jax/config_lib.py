@@ -62,6 +62,14 @@ def base(arg: str | None) -> ml_collections.ConfigDict:
   return c
 
 
+def train_share(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds `train_share`, the share of the training folds' patches a training stage uses."""
+  # Stratified per class and seeded by config.seed (input_pipeline.share_indices): the
+  # small-data curve (configs/reproduce.py small_data_shares) sets it below 1.
+  c.train_share = 1.0
+  return c
+
+
 def augment() -> ml_collections.ConfigDict:
   """The paper's traditional augmentation (cisl_jax/augment.py applies it)."""
   c = ml_collections.ConfigDict()

@@ -67,6 +67,38 @@ def load_split(data_dir: str, source: str, folds: int | Iterable[int]) -> dict[s
   return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
+def share_indices(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+  """Sorted indices of a seeded, per-class stratified `share` of the patches.
+
+  Each class keeps round(share * n) of its n patches, and at least one where it has any,
+  drawn from a permutation of its patches seeded by (seed, class) alone: a smaller share
+  is a prefix of a larger one (the subsets are nested), and every stage that asks for
+  the same share and seed gets the same patches. share 1 keeps everything.
+  """
+  labels = np.asarray(labels)
+  if not 0 < share <= 1:
+    raise ValueError(f'train_share={share}: it must be in (0, 1] (1 = every patch).')
+  if share == 1:
+    return np.arange(len(labels))
+  keep = []
+  for c in np.unique(labels):
+    pool = np.flatnonzero(labels == c)
+    order = np.random.default_rng([int(seed), int(c)]).permutation(pool)
+    keep.append(order[:max(1, int(round(share * len(pool))))])
+  return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def load_training(data_dir: str, source: str, folds: Iterable[int], share: float = 1.0,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+  """`load_split` of the training folds, cut to the stratified `share` of their patches
+  (`share_indices` on the 10-class labels): what a stage trains on."""
+  arrays = load_split(data_dir, source, folds)
+  if share == 1:
+    return arrays
+  idx = share_indices(arrays['label'], share, seed)
+  return {k: v[idx] for k, v in arrays.items()}
+
+
 # One process reads the same folds for every stage of a reproduction: reading them
 # through TFDS again was about 1 s of each 4-s quick classifier stage.
 _FOLDS_READ: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}

@@ -3,8 +3,9 @@
 For each held-out fold k: the CVAE-GAN on the other folds, generation, the 10-class
 task (scratch, pre-training, pre-training + fine-tuning, traditional augmentation), the
 binary task per sign (scratch, pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
-optional ImageNet transfer baselines and generated-sample quality. Each stage runs
-in-process (the jit caches carry over between stages of equal shapes) in its own
+optional ImageNet transfer baselines, generated-sample quality and, where
+config.small_data_shares is set, the small-data curve (the GAN and the 10-class methods
+again on each share of the real training patches). Each stage runs in-process (the jit caches carry over between stages of equal shapes) in its own
 folder `<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done
 and is skipped, so a killed run started again continues where it stopped. A stage
 that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
@@ -159,11 +160,14 @@ def _shared(config, fold: int) -> dict[str, Any]:
 
 def _classifier(config, fold: int, *, task: str, mode: str, method: str, sign: str = 'GGO',
                 per_class: int = 0, generated_dir: str = '', init_from: str = '',
-                transfer: dict | None = None) -> ml_collections.ConfigDict:
+                transfer: dict | None = None, share: float = 1.0) -> ml_collections.ConfigDict:
   """The classifier stage config (configs/train_classifier.py) of one task and method;
-  steps and learning rate come from config.methods[method]."""
+  steps and learning rate come from config.methods[method]; `share` < 1 trains on that
+  share of the real training patches (the small-data curve)."""
   m = config.methods[method]
   fields = dict(_shared(config, fold), task=task, sign=sign, mode=mode)
+  if share != 1:
+    fields.update(train_share=share)
   if m.num_steps:
     factor = config.ten_steps_factor if task == 'ten' else 1
     fields.update(num_steps=int(m.num_steps * factor))
@@ -182,9 +186,51 @@ def _classifier(config, fold: int, *, task: str, mode: str, method: str, sign: s
   return c
 
 
+def small_data_shares(config) -> tuple[float, ...]:
+  """config.small_data_shares, checked: fractions in (0, 1), each once (share 1 is the
+  main run, whose stages the curve reuses)."""
+  shares = tuple(float(x) for x in config.small_data_shares)
+  bad = [x for x in shares if not 0 < x < 1]
+  names = [wd.share_name(x) for x in shares]
+  if bad or len(set(names)) != len(names):
+    raise ValueError(
+        f'--config.small_data_shares={shares}: give distinct fractions in (0, 1), e.g. '
+        '--config.small_data_shares=0.25,0.5 (the 100% point is the main run\'s stages, '
+        'reused).')
+  return shares
+
+
+def _small_data(config, fold: int, share: float, add, path) -> None:
+  """The small-data curve's stages of one share and fold: a GAN and its generated set
+  on that share only, then the 10-class scratch, pre-training + fine-tuning and
+  traditional augmentation stages, all on the same share (train_share, seeded by the
+  fold's seed: one subset for every method)."""
+  name = functools.partial(wd.share_stage, share)
+  ten = lambda method: name(wd.ten_stage(method))
+  add(name(wd.GAN), 'gan', 'gan', _override(config.gan, 'config.gan', **_shared(config, fold),
+                                             train_share=share))
+  add(name(wd.GENERATE), 'generate', 'generate', _override(
+      config.generate, 'config.generate', **_shared(config, fold),
+      gan_workdir=path(name(wd.GAN)), num_per_sign=config.generated_per_class),
+      (name(wd.GAN),))
+  common = dict(task='ten', share=share)
+  add(ten('scratch'), 'scratch', 'classifier', _classifier(
+      config, fold, mode='scratch', method='scratch', **common))
+  add(ten('pretrain'), 'pretrain', 'classifier', _classifier(
+      config, fold, mode='pretrain', method='pretrain', per_class=config.generated_per_class,
+      generated_dir=path(name(wd.GENERATE)), **common), (name(wd.GENERATE),))
+  add(ten('finetune'), 'finetune', 'classifier', _classifier(
+      config, fold, mode='finetune', method='finetune', init_from=path(ten('pretrain')),
+      **common), (ten('pretrain'),))
+  add(ten('traditional'), 'traditional', 'classifier', _classifier(
+      config, fold, mode='augment', method='traditional',
+      per_class=config.generated_per_class, **common))
+
+
 def plan(config, workdir) -> list[Stage]:
   """Every stage of the protocol, in run order (fold by fold)."""
   workdir = pathlib.Path(workdir)
+  shares = small_data_shares(config)
   stages = []
   sign_names = [signs.canonical(s) for s in config.signs]
   for fold in config.folds:
@@ -245,6 +291,9 @@ def plan(config, workdir) -> list[Stage]:
           features_from=path(wd.ten_stage('scratch')),
           max_generated=config.quality.max_generated,
           c2st_steps=config.quality.c2st_steps)), (wd.GENERATE, wd.ten_stage('scratch')))
+    if fold in config.small_data_folds:
+      for share in shares:
+        _small_data(config, fold, share, add, path)
   return stages
 
 
@@ -260,6 +309,8 @@ def settings(config) -> dict[str, Any]:
       'generated_per_sign': config.generated_per_sign,
       'generated_per_class': config.generated_per_class,
       'sweep_sizes': list(config.sweep_sizes), 'sweep_folds': list(config.sweep_folds),
+      'small_data_shares': list(small_data_shares(config)),
+      'small_data_folds': [k for k in config.small_data_folds if k in config.folds],
       'transfer': {'archs': list(config.transfer.archs), 'weights': config.transfer.weights,
                    'reason': transfer_reason},
   }

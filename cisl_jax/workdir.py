@@ -34,6 +34,9 @@ IGNORED_FIELDS = frozenset({'log_every', 'checkpoint_every', 'keep_checkpoints',
                             'coordinator_address', 'num_processes', 'process_id',
                             'export_png', 'export_npy', 'export_grid_size'})
 _MAX_SHOWN = 8
+# Fields added after runs were recorded, with the value those runs had: a config.json
+# without the field matches a config that holds this value (finished stages stay reusable).
+ADDED_FIELDS = {'train_share': 1.0}
 
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished
@@ -73,6 +76,17 @@ def binary_stage(sign: str, method: str) -> str:
 def sweep_stage(size: int, method: str, sign: str = 'GGO') -> str:
   """A Fig. 4 sweep stage: 'sweep_GGO_128_pretrain', ..."""
   return f'sweep_{sign}_{size}_{method}'
+
+
+def share_name(share: float) -> str:
+  """'share25' for 0.25, 'share12.5' for 0.125: a share of the training patches, in %."""
+  return f'share{round(100 * share, 6):g}'
+
+
+def share_stage(share: float, stage: str) -> str:
+  """A small-data stage trained on a share of the real patches: 'share25_gan',
+  'share25_ten_finetune', ..."""
+  return f'{share_name(share)}_{stage}'
 
 
 def transfer_stage(arch: str, sign: str | None = None) -> str:
@@ -280,6 +294,8 @@ def config_changes(workdir: str | os.PathLike, config: Any) -> list[str]:
     if key.rsplit('.', 1)[-1] in IGNORED_FIELDS:
       continue
     a, b = old.get(key, '<absent>'), new.get(key, '<absent>')
+    if a == '<absent>' and ADDED_FIELDS.get(key.rsplit('.', 1)[-1], a) == b:
+      continue
     if a != b:
       changes.append(f'{key}: {a!r} in {CONFIG_FILE}, {b!r} now')
   return changes

@@ -7,6 +7,8 @@ Run (from the repo root, after `python launch/make_dataset.py --source=phantom`)
 Expected runtime: quick, about 20 minutes on 2 CPU cores for all 3 folds (about 130
 stages, see MEASUREMENTS.md); paper, the paper's sizes (18,000 generated patches per sign
 for the binary tasks, 16,000 per class for the 10-class task), hours on one GPU.
+The small-data curve is off in quick: add --config.small_data_shares=0.25,0.5
+--config.small_data_folds=0 (about 5 minutes per share on 2 quiet cores).
 Stage settings come from configs/train_gan.py, generate.py and train_classifier.py of
 the same variant; override them as --config.gan.num_steps=..., --config.classifier.width=...
 """
@@ -45,6 +47,15 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.sweep_sizes = (128, 256, 512) if quick else (2000, 4000, 8000, 12000, 16000, 18000)
   # Folds on which the Fig. 4 sweep runs (quick: fold 0 only, for make demo's 20 minutes).
   c.sweep_folds = (0,) if quick else (0, 1, 2)
+  # The small-data curve (beyond the paper): 10-class AC and mean SE of scratch,
+  # traditional augmentation and GAN pre-training + fine-tuning against the share of real
+  # training patches. Each share (a fraction < 1; 1 is the main run) trains its own GAN,
+  # generation and the three methods on one seeded, per-class stratified subset
+  # (6 stages per share and fold). Quick: off, a quick GAN alone costs about 2 of make
+  # demo's 20 minutes; turn it on with
+  #   --config.small_data_shares=0.25,0.5 --config.small_data_folds=0
+  c.small_data_shares = () if quick else (0.25, 0.5)
+  c.small_data_folds = (0,) if quick else (0, 1, 2)  # folds on which the curve runs
 
   c.gan = _stage('train_gan', v)  # CVAE-GAN stage (configs/train_gan.py)
   c.generate = _stage('generate', v)  # generation stage (configs/generate.py)

@@ -20,6 +20,7 @@ from cisl_jax import config_lib
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c = config_lib.base(arg)
   quick = c.variant == 'quick'
+  config_lib.train_share(c)  # 1.0: every training patch (the small-data curve: less)
   c.mode = 'scratch'  # scratch | pretrain | finetune | augment | transfer
   c.dropout = 0.5  # dropout after the 1024-unit FC layer (the paper)
   # Adam for scratch / pretrain / augment. The paper fine-tunes at 1e-3, "decreased"

@@ -28,6 +28,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.num_steps = 320 if quick else 10_000
   if quick:
     c.width = 0.125  # about 3.5 iterations/s on 2 quiet cores at batch 32
+  config_lib.train_share(c)  # 1.0: every training patch (the small-data curve: less)
   c.checkpoint_every = 160 if quick else 1000  # save every N iterations (and at the end)
   c.gan = config_dict.ConfigDict()  # the CVAE-GAN itself
   c.gan.latent_dim = 64  # z size; the encoder's FC 128 = mu and logvar of 64 each

@@ -17,6 +17,7 @@ from cisl_jax import signs
 from cisl_jax import workdir as wd
 from cisl_jax.report import figures
 from cisl_jax.report import results
+from cisl_jax.report import small_data
 from cisl_jax.report import tables
 from cisl_jax.report import unmeasured
 
@@ -352,6 +353,7 @@ def write_report(workdir) -> pathlib.Path:
       _fig3(workdir, report),
       _fig4(workdir, cfg, report, why('/sweep_') if unfinished('/sweep_')
             else why('/binary_GGO_') if unfinished('/binary_GGO_') else ''),
+      small_data.section(workdir, cfg, status, report, _card(cfg)),
       '## Confusion matrices (summed over folds)',
       '',
       f'![10-class]({cm2.name})' if cm2 else 'No 10-class stage has finished.',
@@ -388,7 +390,8 @@ def _timings(status: dict) -> str:
   for k, v in done.items():
     stage = k.split('/', 1)[-1]
     kind = ('binary ' + stage.rsplit('_', 1)[-1] if stage.startswith('binary_')
-            else 'sweep ' + stage.rsplit('_', 1)[-1] if stage.startswith('sweep_') else stage)
+            else 'sweep ' + stage.rsplit('_', 1)[-1] if stage.startswith('sweep_')
+            else 'small-data ' + stage.split('_', 1)[-1] if stage.startswith('share') else stage)
     by_kind.setdefault(kind, []).append((float(v['seconds']),
                                          float(v.get('cpu_seconds', float('nan')))))
   num = lambda x: '–' if math.isnan(x) else f'{x:.0f}'

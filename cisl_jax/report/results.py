@@ -46,10 +46,14 @@ def load_predictions(stage_dir) -> tuple[np.ndarray, np.ndarray] | None:
   return labels.astype(np.int64).reshape(-1), preds.astype(np.int64).reshape(-1)
 
 
-def stage_predictions(workdir, stage: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-  """{fold: (labels, preds)} of `stage` over the folds where it finished."""
+def stage_predictions(workdir, stage: str,
+                      folds=None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """{fold: (labels, preds)} of `stage` over the folds where it finished (of `folds`
+  only, if given)."""
   out = {}
   for k, d in wd.fold_dirs(workdir).items():
+    if folds is not None and k not in folds:
+      continue
     p = load_predictions(d / stage)
     if p is not None:
       out[k] = p
@@ -167,11 +171,12 @@ def binary_mean_cell(workdir, stages: list[str]) -> Cell:
                     mean_over_signs)
 
 
-def class_cells(workdir, stage: str,
-                num_classes: int = signs.NUM_CLASSES) -> dict[int | None, Cell]:
+def class_cells(workdir, stage: str, num_classes: int = signs.NUM_CLASSES,
+                folds=None) -> dict[int | None, Cell]:
   """Table II cells of one method: {class code: Cell} plus None for the mean row. One
-  bootstrap serves every row (each resample recomputes all classes)."""
-  preds = stage_predictions(workdir, stage)
+  bootstrap serves every row (each resample recomputes all classes). `folds`: only
+  those folds (default: every fold where the stage finished)."""
+  preds = stage_predictions(workdir, stage, folds)
   rows = list(range(num_classes)) + [None]
   if not preds:
     return {r: Cell.missing() for r in rows}

@@ -188,7 +188,8 @@ def training_data(config: ml_collections.ConfigDict,
                   data_seed: int) -> tuple[np.ndarray, np.ndarray, int]:
   """(images, labels, samples per epoch) of the stage's training set."""
   folds = common.training_folds(config)
-  real = input_pipeline.load_split(config.data_dir, config.source, folds)
+  real = input_pipeline.load_training(config.data_dir, config.source, folds,
+                                      config.get('train_share', 1.0), config.seed)
   task = common.task_name(config)
   sign = common.sign_code(config) if task == 'binary' else None
   n_classes = num_classes_of(config)

@@ -296,10 +296,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = common.start_stage(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)
 
-  train = input_pipeline.load_split(config.data_dir, config.source,
-                                    common.training_folds(config))
+  share = config.get('train_share', 1.0)
+  train = input_pipeline.load_training(config.data_dir, config.source,
+                                       common.training_folds(config), share, config.seed)
   images, labels = sign_patches(train)
-  logging.info('CVAE-GAN: %d sign patches from folds %s', len(labels),
+  logging.info('CVAE-GAN: %d sign patches (share %g) from folds %s', len(labels), share,
                common.training_folds(config))
 
   init_key, data_seed, train_key = common.split_keys(config.seed)
@@ -319,6 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   held_out = input_pipeline.load_split(config.data_dir, config.source, config.fold)
   result = {'stage': 'gan', 'steps': config.num_steps, 'train': run.logged,
+            'train_share': share, 'num_train_patches': int(len(labels)),
             'held_out': evaluate_held_out(graphdef, run.state, *sign_patches(held_out),
                                           config.batch_size, mesh, train_key)}
   run.summaries.scalars(config.num_steps,

@@ -137,8 +137,10 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   images = generate_images(graphdef, state, key, labels, config.batch_size)
   out_dir = input_pipeline.write_generated(os.path.join(workdir, workdir_lib.GENERATED_DIR), images,
                                            labels)
-  real = input_pipeline.load_split(gan_config.data_dir, gan_config.source,
-                                   common.training_folds(gan_config))
+  # Fig. 3's real row: the patches this GAN trained on (its share of the training folds).
+  real = input_pipeline.load_training(gan_config.data_dir, gan_config.source,
+                                      common.training_folds(gan_config),
+                                      gan_config.get('train_share', 1.0), gan_config.seed)
   real_images, real_labels = gan.sign_patches(real)
   fig_path = fig3(real_images, real_labels, images, labels, config.fig3_per_sign,
                   os.path.join(workdir, workdir_lib.FIG3_FILE), config.seed)
