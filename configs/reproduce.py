@@ -8,7 +8,7 @@ Expected runtime: quick, about 20 minutes on 2 CPU cores for all 3 folds (about 
 stages, see MEASUREMENTS.md); paper, the paper's sizes (18,000 generated patches per sign
 for the binary tasks, 16,000 per class for the 10-class task), hours on one GPU.
 The small-data curve is off in quick: add --config.small_data_shares=0.25,0.5
---config.small_data_folds=0 (about 5 minutes per share on 2 quiet cores).
+--config.small_data_folds=0 (about 3.5 minutes per share on 2 quiet cores, most of it the GAN).
 Stage settings come from configs/train_gan.py, generate.py and train_classifier.py of
 the same variant; override them as --config.gan.num_steps=..., --config.classifier.width=...
 """
