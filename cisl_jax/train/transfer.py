@@ -27,6 +27,7 @@ import optax
 
 from cisl_jax.models import convert
 from cisl_jax.models import transfer
+from cisl_jax.train import common
 
 # Caffe (Keras 'caffe' mode): BGR channel order, 0-255, per-channel mean subtracted.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -81,7 +82,7 @@ def grad_norm_fn(arch):
 
   def norm(grads):
     labels = label_fn(grads)
-    return optax.global_norm(jax.tree.map(
+    return common.global_norm(jax.tree.map(
         lambda g, label: g if label == 'trainable' else jnp.zeros((), g.dtype), grads,
         labels))
 
