@@ -32,9 +32,12 @@ def _verbosity_given() -> bool:
 
 
 def quiet_libraries() -> None:
-  """Warnings and errors only from absl logging, unless --verbosity was given."""
+  """Warnings and errors only from absl logging, and no TFDS progress bars (the
+  launchers print their own progress), unless --verbosity was given."""
   if not _verbosity_given():
     logging.set_verbosity(logging.WARNING)
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds.disable_progress_bar()
 
 
 def _verbose() -> bool:

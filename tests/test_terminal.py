@@ -45,3 +45,19 @@ def test_verbosity_flag_keeps_the_info_logs(monkeypatch):
     assert logging.get_verbosity() == logging.WARNING
   finally:
     logging.set_verbosity(saved)
+
+
+def test_quiet_libraries_turns_tfds_progress_bars_off_unless_verbose(monkeypatch):
+  from tensorflow_datasets.core.utils import tqdm_utils
+  saved, saved_bar = logging.get_verbosity(), tqdm_utils._active
+  try:
+    tqdm_utils.display_progress_bar(True)
+    monkeypatch.setattr(terminal, '_verbosity_given', lambda: True)
+    terminal.quiet_libraries()
+    assert tqdm_utils._active  # --verbosity given: the bars stay
+    monkeypatch.setattr(terminal, '_verbosity_given', lambda: False)
+    terminal.quiet_libraries()
+    assert not tqdm_utils._active
+  finally:
+    logging.set_verbosity(saved)
+    tqdm_utils.display_progress_bar(saved_bar)

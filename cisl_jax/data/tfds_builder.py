@@ -287,7 +287,6 @@ def build_dataset(source: str, input_path: str | None, data_dir: str,
     collected = collect(source, input_path, cfg, skip_bad)
     builder = CislPatches(config=source, data_dir=os.path.join(tmp, 'tfds'),
                           collected=collected, build_config=cfg, skip_bad=skip_bad)
-    tfds.disable_progress_bar()  # a quiet terminal: the build prints its own summary
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         compute_stats=tfds.download.ComputeStatsMode.SKIP))
     built = os.fspath(builder.data_dir)
