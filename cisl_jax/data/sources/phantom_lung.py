@@ -129,7 +129,7 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   _fine_vessels(img, anat, rng, scan, lungf, hu)
   # Vessels crossing the slice, larger towards the hila: fewer than the fine network's
   # strands, as most small vessels run obliquely and show as short streaks.
-  pick = rng.choice(len(xs), size=int(rng.integers(22, 45)), replace=False)
+  pick = rng.choice(len(xs), size=int(rng.integers(28, 56)), replace=False)
   dx, dy = xs[pick].astype(np.float32), ys[pick].astype(np.float32)
   d_hil = np.minimum(*[np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila])
   near = np.argmin([np.hypot(dx - hx, dy - hy) for hx, hy in anat.hila], 0)
@@ -142,7 +142,7 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   halo[:, 4:6] *= rng.uniform(1.3, 1.7, (len(halo), 1))
   halo[:, 6] *= 0.3
   pa.paint_segments(img, halo, hu, lungf)
-  cross[:, 6] *= rng.uniform(0.55, 1.0, len(cross))
+  cross[:, 6] *= rng.uniform(0.7, 1.0, len(cross))
   pa.paint_segments(img, cross, hu, lungf)
   # Bronchi cut across beside the larger crossing arteries: rings with air inside.
   big = np.flatnonzero(dr > 1.5 * s)[:int(rng.integers(4, 14))]

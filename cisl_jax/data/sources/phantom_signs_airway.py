@@ -197,16 +197,16 @@ def paint_op(img, p, anat, rng, scan):
   alpha *= (anat.lung > 0)
   # Consolidation is not even: lobules consolidated to different degrees, running
   # into ground glass in places (broad patches, not round holes).
-  patchy = sh.u(rng, 0.05, 0.25)
+  patchy = sh.u(rng, 0.05, 0.2)
   alpha *= np.clip(1.0 - patchy + patchy * pa.smooth_noise(rng, img.shape, 6.0 * s),
-                   0.45, 1.0)
+                   0.5, 1.0)
   img += alpha * (p['hu'] + sh.texture(rng, img.shape, 18.0, 3.0 * s) - img)
   # Air bronchograms: the bronchi leaving the hilum stay aerated inside the wedge.
   inner = ndimage.gaussian_filter(mask, 3 * s) > 0.8
   tree = []
   for _ in range(int(rng.integers(1, 4))):
     tree += pa.vessel_tree(rng, anat, p['ax'], p['ay'], p['angle'] + rng.normal(0, 0.2),
-                           sh.u(rng, 1.2, 2.4) * s, int(rng.integers(3, 10)), bounded=False)
+                           sh.u(rng, 0.8, 1.6) * s, int(rng.integers(2, 7)), bounded=False)
   if tree:
     _paint_air_bronchi(img, tree, scan, rng, inner.astype(np.float32))
   sub, xs, ys, _ = sh.window(img, sh.around(p['ax'], p['ay'], 1.5 * p['mass']), 2)
