@@ -10,7 +10,8 @@ whole phantom (counts, boxes) can be checked without rendering anything.
 Nothing is a fixed template: contours are random harmonics and lobes, spicules vary
 in number, length and width, densities span SIGNS.md's ranges, and the slab cuts each
 nodule at a random height (`phantom_shapes.body_alpha`), so conspicuity varies from
-obvious to subtle. Signs co-occur as on real scans: some spiculated nodules are
+obvious to subtle: a sign is boxed on every slice it shows on, and most of those cut
+it well off its centre. Signs co-occur as on real scans: some spiculated nodules are
 lobulated, some lobulated and pleural-indentation nodules carry spicules. This module
 holds the nodular signs; phantom_signs_airway the BMP, AB and OP. Sizes are in units
 of 0.7 mm times `anat.scale`; looks and HU follow SIGNS.md.
@@ -129,7 +130,7 @@ def _plan_lobulation(rng, anat, x, y):
   ext = max(d + rl for _, rl, d in lobe_list)
   if not sh.inside(anat, x, y, ext + 3 * s):
     return None
-  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.65),
+  p = dict(x=x, y=y, r=r, lobes=lobe_list, hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.85),
            harm=sh.harmonics(rng, 6, 0.08))
   if rng.random() < 0.25:  # lobulated and (finely) spiculated, as malignant nodules are
     p['segs'] = sh.spicules(rng, x, y, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
@@ -152,7 +153,7 @@ def _plan_calcification(rng, anat, x, y):
   if not sh.inside(anat, x, y, r + 3 * s):
     return None
   p = dict(x=x, y=y, r=r, kind=kind, hu=u(rng, *sh.SOFT), calc=u(rng, 200, 1000),
-           harm=sh.harmonics(rng, 4, 0.1), z=sh.cut_height(rng, r, 0.5))
+           harm=sh.harmonics(rng, 4, 0.1), z=sh.cut_height(rng, r, 0.7))
   return p, sh.blob_box(x, y, r * 1.2, anat.size)
 
 
@@ -193,7 +194,7 @@ def _plan_cv(rng, anat, x, y):
   if not sh.inside(anat, x, y, ext + 2 * s):
     return None
   p = dict(x=x, y=y, r=r, harm=harm, hu=u(rng, *sh.SOFT), cavity=cavity,
-           z=sh.cut_height(rng, r, 0.4), edge=u(rng, 1.0, 3.0) * s)
+           z=sh.cut_height(rng, r, 0.55), edge=u(rng, 1.0, 3.0) * s)
   if cavity:
     rin = r * u(rng, 0.3, 0.85)  # from thick-walled to thin-walled cavities
     off, ang = (r - rin) * u(rng, 0.2, 0.8), u(rng, 0, 2 * math.pi)
@@ -231,7 +232,7 @@ def _plan_spiculation(rng, anat, x, y):
     return None
   # Malignant margins are ill-defined: a wider soft rim than other solid nodules.
   p = dict(x=x, y=y, r=r, harm=sh.harmonics(rng, 8, 0.14), segs=segs, hu=u(rng, *sh.SOFT),
-           z=sh.cut_height(rng, r, 0.6), edge=u(rng, 1.5, 3.5) * s)
+           z=sh.cut_height(rng, r, 0.85), edge=u(rng, 1.5, 3.5) * s)
   if rng.random() < 0.4:  # also lobulated
     p['lobes'] = sh.lobes(rng, r, int(rng.integers(3, 8)), u(rng, 0.22, 0.4))
   return p, sh.box(min(pts[:, 0].min(), x - r) - 1, min(pts[:, 1].min(), y - r) - 1,
@@ -274,7 +275,7 @@ def _plan_pi(rng, anat, x, y):
     tags.append((px + depth * nx, py + depth * ny, cx + 0.3 * t * ny, cy - 0.3 * t * nx,
                  u(rng, 0.6, 2.6) * s, u(rng, 0.3, 1.0) * s))
   p = dict(x=cx, y=cy, r=r, harm=sh.harmonics(rng, 6, 0.12), tags=tags, notches=notches,
-           hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.6))
+           hu=u(rng, *sh.SOFT), z=sh.cut_height(rng, r, 0.85))
   if rng.random() < 0.35:  # PI with spiculation, as they often come together
     p['segs'] = sh.spicules(rng, cx, cy, r, int(rng.integers(3, 9)), s, (3, 10), (0.4, 1.0))
   if rng.random() < 0.25:
