@@ -38,7 +38,7 @@ bench: venv $(PEERS_VENV)/bin/python
 	$(BIN)/python bench/run.py --torch_python=$(PEERS_VENV)/bin/python --peers_dir=$(PEERS_DIR)
 
 test: venv
-	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/python -m pytest -n 2 -q --durations=10 tests
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) workdir $(DATA_DIR)

@@ -6,7 +6,25 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
+import shutil  # pylint: disable=g-import-not-at-top
+import tempfile  # pylint: disable=g-import-not-at-top
+
+# One persistent XLA compilation cache for the whole run: the controller sets it before
+# the xdist workers start, and they and the launchers they spawn inherit it, so a train
+# step that several processes compile with the same tiny config is compiled once. It
+# speeds the suite only; results are the same. Removed at the end of the run.
+_OWN_CACHE = None  # the cache this process made (and removes), if any
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _OWN_CACHE = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(
+      prefix='cisl-tests-xla-cache-')
+
 import pytest  # pylint: disable=g-import-not-at-top
+
+
+def pytest_sessionfinish(session):
+  del session
+  if _OWN_CACHE:  # only the process that made it: the controller, or a run without xdist
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 # Real data is read in place from ../shared/fixtures beside the project's root (CI has it
 # there too); the project carries no copy of it.

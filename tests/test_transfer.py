@@ -290,8 +290,8 @@ def test_only_the_papers_layers_are_trained():
     grads = nnx.grad(loss_fn)(nnx.merge(graphdef, params, rest))
     updates, opt_state = tx.update(grads, opt_state, params)
     norms = (transfer_train.trained_norm(config, grads),
-             optax.global_norm([grads[n][v] for n in ('fc6', 'fc7', 'head')
-                                for v in ('kernel', 'bias')]))
+             optax.tree.norm([grads[n][v] for n in ('fc6', 'fc7', 'head')
+                              for v in ('kernel', 'bias')]))
     return optax.apply_updates(params, updates), opt_state, norms
 
   model.train()
