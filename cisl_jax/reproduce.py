@@ -7,8 +7,8 @@ optional ImageNet transfer baselines, generated-sample quality and, where
 config.small_data_shares is set, the small-data curve (the GAN and the 10-class methods
 again on each share of the real training patches). Each stage runs in-process (the jit
 caches carry over between stages of equal shapes) in its own folder
-`<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done and is skipped, so a killed run started again continues where it stopped. A stage
-that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
+`<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done and is
+skipped, so a killed run started again continues where it stopped. A stage that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
 need it are marked blocked, every other stage still runs, and the report lists them. A
 stage the data cannot feed (a sign without patches in its training or held-out fold, by
 the dataset card or signs.AbsentClass from the stage) is skipped with the reason, as are
