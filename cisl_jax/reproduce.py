@@ -1,18 +1,19 @@
 """The paper's whole protocol, stage by stage, resumable, then the report.
 
-For each held-out fold k: the CVAE-GAN on the other folds, generation, the 10-class
-task (scratch, pre-training, pre-training + fine-tuning, traditional augmentation), the
-binary task per sign (scratch, pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
+For each held-out fold k: the CVAE-GAN on the other folds, generation, the 10-class task
+(scratch, pre-training, pre-training + fine-tuning, traditional augmentation), the binary
+task per sign (scratch, pre-training, fine-tuning, traditional), the Fig. 4 size sweep,
 optional ImageNet transfer baselines, generated-sample quality and, where
 config.small_data_shares is set, the small-data curve (the GAN and the 10-class methods
 again on each share of the real training patches). Each stage runs in-process (the jit
 caches carry over between stages of equal shapes) in its own folder
 `<workdir>/fold<k>/<stage>/`; a stage whose folder holds metrics.json is done and is
-skipped, so a killed run started again continues where it stopped. A stage that raises is logged by name and recorded in `<workdir>/status.json`; the stages that
-need it are marked blocked, every other stage still runs, and the report lists them. A
-stage the data cannot feed (a sign without patches in its training or held-out fold, by
-the dataset card or signs.AbsentClass from the stage) is skipped with the reason, as are
-the stages that need it: printed, in status.json and in the report, never "failed".
+skipped, so a killed run started again continues where it stopped. A stage that raises is
+logged by name and recorded in `<workdir>/status.json`; the stages that need it are marked
+blocked, every other stage still runs, and the report lists them. A stage the data cannot
+feed (a sign without patches in its training or held-out fold, by the dataset card or
+signs.AbsentClass from the stage) is skipped with the reason, as are the stages that need
+it: printed, in status.json and in the report, never "failed".
 """
 import copy
 import dataclasses
