@@ -113,6 +113,11 @@ def train_gan(config, workdir: pathlib.Path) -> None:
   if metrics.exists():  # a shorter finished run: extend it (each step is a pure function)
     start = json.loads(metrics.read_text())['steps']
     metrics.unlink()
+    # The stage refuses a workdir whose config.json differs (workdir.check_config); a
+    # longer budget is the same run continued, so its recorded num_steps follows.
+    recorded = json.loads((workdir / 'config.json').read_text())
+    recorded['num_steps'] = config.num_steps
+    wd.write_json(workdir / 'config.json', recorded)
   t0 = time.perf_counter()
   gan.train_and_evaluate(config, str(workdir))
   rate = (time.perf_counter() - t0) / max(config.num_steps - start, 1)
