@@ -142,7 +142,9 @@ def test_each_sign_differs_from_lung_as_expected(small):
           inner = _disc(hu, q['x'], q['y'], 0, 0.85 * q['r'])
           assert inner.min() < np.median(inner) - 400, where
         elif x.sign == 'OP' and not x.oversized:
-          assert np.median(hu[phantom_signs.op_mask(anat, q)]) > -150, where
+          # Lobules consolidated 80-95 % on average (down to half in places), with air
+          # bronchi: far above the lung (about -850), though its median can near -150.
+          assert np.median(hu[phantom_signs.op_mask(anat, q)]) > -250, where
         # Every sign raises its box's density above the lung (subtle ones a little); a
         # faint GGO fills only part of its box, so its own ring check above stands for it.
         if not x.oversized and x.sign != 'GGO':

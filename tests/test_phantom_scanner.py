@@ -83,3 +83,15 @@ def test_same_seed_same_pixels_other_seed_differs():
   np.testing.assert_array_equal(a, b)
   assert np.abs(a - c).mean() > 10
   assert patient.scan == phantom.patient_scan(5, patient.index)
+
+
+def test_a_vessel_tube_is_rounded_across_and_fades_where_it_leaves_the_slab():
+  # A 6 px wide vessel rising from the slab's middle (z 0) to 8 px above it, in a slab
+  # of half-thickness 2.5 px: it fills the slab at its axis where it starts, less
+  # towards its border (a rounded, not a flat, profile), and nothing once it has left.
+  img = np.full((32, 64), -900.0, np.float32)
+  pa.paint_segments(img, [(8, 16, 56, 16, 3.0, 3.0, 1.0, 0.0, 8.0, 2.5)], 40.0)
+  assert img[16, 10] == pytest.approx(40.0, abs=1)
+  assert -900 + 300 < img[19, 10] < img[18, 10] < 40.0 - 50  # grey at the border
+  assert img[16, 30] < img[16, 10] - 300  # fading as it rises out of the slab
+  assert img[16, 50] == pytest.approx(-900.0)  # gone: 6.7 px up, past ht + r

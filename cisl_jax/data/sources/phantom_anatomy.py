@@ -86,8 +86,10 @@ def make_anatomy(rng: np.random.Generator, size: int = 512,
   g['w_heart'] = u(55, 82) * s
   g['shift'] = u(12, 32) * s  # the heart lies to the patient's left (image right)
   g['v_heart'] = u(-0.35, -0.05)
-  g['contrast'] = bool(rng.random() < 0.5)
-  g['blood'] = u(140, 260) if g['contrast'] else u(35, 50)
+  # Most chest CTs of lung nodules (screening, LIDC) are without contrast; with it
+  # (venous phase) blood is 120-220 HU.
+  g['contrast'] = bool(rng.random() < 0.3)
+  g['blood'] = u(120, 220) if g['contrast'] else u(35, 50)
   g['lung_hu'] = LUNG + u(-45, 5)  # vessels blurred by the kernel add ~20 HU
 
   terms = _chest_terms(g, size)
@@ -116,6 +118,8 @@ def make_anatomy(rng: np.random.Generator, size: int = 512,
   ys, xs = np.nonzero(body)
   body_box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
   scale = 0.7 / spacing if spacing else s
+  g['vessel_hu'] = u(20, 55)  # unenhanced blood in the lung's vessels (drawn last:
+  # the draws above fix the masks, and so the layout)
   return Anatomy(size=size, scale=scale, lung=label, dist=dist, costal=costal,
                  hila=tuple(hila), centroids=tuple(centroids), body_box=body_box, geo=g)
 
@@ -130,16 +134,21 @@ def paint_segments(img, segs, value, mask=None):
   last column `weight` in [0, 1]: the share of the slab the segment fills (partial
   volume from the slice thickness), which scales how far it raises the pixels. The
   edge is anti-aliased over one pixel, so a segment thinner than a pixel only partly
-  raises it, like partial volume in-plane. Where segments overlap the strongest one
-  wins. `mask` (float, image-sized) limits where they show. Vectorised: segments are
-  evaluated in batches of equal-sized windows, so a slice's hundreds of vessel
-  segments cost a few array operations.
+  raises it, like partial volume in-plane. Or (N, 10) rows with weight, z0, z1, half_t:
+  a tube (a vessel) whose axis lies z0 -> z1 px above the middle of a slab of half
+  thickness half_t px; each pixel gets the share of the slab that the tube's chord
+  there fills, so the profile across it is rounded (grey at its borders, and a thin
+  tube faint throughout) and it fades where it leaves the slab. Where segments overlap
+  the strongest one wins. `mask` (float, image-sized) limits where they show.
+  Vectorised: segments are evaluated in batches of equal-sized windows, so a slice's
+  hundreds of vessel segments cost a few array operations.
   """
   segs = np.asarray(segs, np.float32)
   if not segs.size:
     return
   segs = segs.reshape(len(segs), -1)
-  weight = segs[:, 6] if segs.shape[1] == 7 else np.ones(len(segs), np.float32)
+  weight = segs[:, 6] if segs.shape[1] >= 7 else np.ones(len(segs), np.float32)
+  tube = segs[:, 7:10] if segs.shape[1] == 10 else None
   segs = segs[:, :6]
   h, w = img.shape
   ax, ay, bx, by, r0, r1 = segs.T
@@ -167,7 +176,15 @@ def paint_segments(img, segs, value, mask=None):
       dx, dy = (bx - ax)[sel, None, None], (by - ay)[sel, None, None]
       t = np.clip((px * dx + py * dy) / (dx * dx + dy * dy + 1e-6), 0.0, 1.0)
       d = np.sqrt((px - t * dx) ** 2 + (py - t * dy) ** 2)
-      a = np.clip(r0[sel, None, None] + (r1 - r0)[sel, None, None] * t - d + 0.5, 0.0, 1.0)
+      rad = r0[sel, None, None] + (r1 - r0)[sel, None, None] * t
+      if tube is None:
+        a = np.clip(rad - d + 0.5, 0.0, 1.0)
+      else:  # the chord through the tube at this pixel (reaching half a pixel past
+        # its radius, for anti-aliasing), overlapped with the slab
+        z0, z1, ht = (tube[sel, j, None, None] for j in range(3))
+        h = np.sqrt(np.maximum((rad + 0.5) ** 2 - d * d, 0.0)) * (rad / (rad + 0.5))
+        z = z0 + (z1 - z0) * t
+        a = np.clip((np.minimum(z + h, ht) - np.maximum(z - h, -ht)) / (2 * ht), 0.0, 1.0)
       a *= weight[sel, None, None]
       ok = ((xs >= xa) & (xs < xb))[:, None, :] & ((ys >= ya) & (ys < yb))[:, :, None] & (a > 0)
       idx = (ys - ya)[:, :, None] * (xb - xa) + (xs - xa)[:, None, :]

@@ -19,6 +19,7 @@ import functools
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from cisl_jax.data.sources import phantom_anatomy as pa
 from cisl_jax.data.sources import phantom_scanner as scanner_lib
@@ -59,8 +60,45 @@ def _points(anat, min_dist):
   return cache[min_dist]
 
 
-def in_slab(segs, scan, rng, lo=0.55):
-  """Appends the partial-volume weight of in-plane segments (random depth in the slab)."""
+def height_field(rng, anat, scan):
+  """Where vessels lying in the slice run in depth: z(x, y) in px off the slab's middle.
+
+  A vessel is never exactly in the slice's plane: it rises and sinks through the slab
+  over a few cm, so along its run it fills more or less of the slab and fades out
+  where it leaves it (short fragments in thin slices, long runs in thick ones). One
+  smooth random field per slice (cells of ~12 mm, sd 0.5-1.1 mm) gives every
+  connected branch a continuous height.
+  """
+  n = 28
+  coarse = rng.standard_normal((n, n)).astype(np.float32)
+  sd = rng.uniform(0.5, 1.1) / scan.spacing
+  step = (anat.size - 1) / (n - 1)
+
+  def z(x, y):
+    pts = np.stack([np.asarray(y, np.float32) / step, np.asarray(x, np.float32) / step])
+    return sd * ndimage.map_coordinates(coarse, pts, order=1, mode='nearest')
+  return z
+
+
+def in_slab(segs, scan, rng, lo=0.55, z=None):
+  """Appends the slab terms of in-plane tubes (`pa.paint_segments`' 10 columns).
+
+  The share of the slab a tube fills follows from its radius and height `z(x, y)`
+  (a height_field; none: centred in the slab); a random factor of lo-1 stands for
+  how obliquely it runs within the slab.
+  """
+  segs = np.asarray(segs, np.float32).reshape(-1, 6)
+  w = rng.uniform(lo, 1.0, len(segs))
+  if z is None:
+    z0 = z1 = np.zeros(len(segs))
+  else:
+    z0, z1 = z(segs[:, 0], segs[:, 1]), z(segs[:, 2], segs[:, 3])
+  ht = np.full(len(segs), 0.5 * scan.thickness / scan.spacing)
+  return np.concatenate([segs, np.stack([w, z0, z1, ht], 1).astype(np.float32)], 1)
+
+
+def _flat_in_slab(segs, scan, rng, lo):
+  """Flat-profile partial-volume weight (airway walls, whose lumen is painted over)."""
   segs = np.asarray(segs, np.float32).reshape(-1, 6)
   d_mm = (segs[:, 4] + segs[:, 5]) * scan.spacing  # mean diameter
   w = scanner_lib.slab_contrast(d_mm, scan.thickness) * rng.uniform(lo, 1.0, len(segs))
@@ -82,16 +120,21 @@ def crossing_vessels(rng, x, y, r, toward, scan):
   sin_phi = np.sqrt(1 - cos_phi ** 2)
   half = 0.5 * scan.thickness * sin_phi / cos_phi / scan.spacing
   a = toward + rng.normal(0, 0.5, n)
-  w = np.minimum(1.0, 2 * r * scan.spacing / (scan.thickness * sin_phi + 1e-3))
   dx, dy = half * np.cos(a), half * np.sin(a)
   # From the centre out to both ends, narrowing: the oblique cut of a cylinder fills
-  # less of the slab towards its ends, so the streak is a spindle, not a pill.
+  # less of the slab towards its ends, so the streak is a spindle, not a pill. Across
+  # it, the chord 2*sqrt(r^2 - d^2) of the vessel over T*sin(phi) is the depth filled
+  # (a tube of that half-thickness): full at the axis of a thick vessel, grey at its
+  # border, and a thin one grey throughout.
   tip = r * rng.uniform(0.45, 0.75, n)
-  out = [np.stack([x, y, x + sx * dx, y + sx * dy, r, tip, w], 1) for sx in (-1, 1)]
+  ht = np.maximum(0.5, 0.5 * scan.thickness * sin_phi / scan.spacing)
+  one, zero = np.ones(n), np.zeros(n)
+  out = [np.stack([x, y, x + sx * dx, y + sx * dy, r, tip, one, zero, zero, ht], 1)
+         for sx in (-1, 1)]
   return np.concatenate(out).astype(np.float32)
 
 
-def _vessels(img, anat, rng, scan, lungf, hu):
+def _vessels(img, anat, rng, scan, lungf, hu, z):
   s = anat.scale
   ys, xs = _points(anat, 4 * s)
   segs, airways = [], []
@@ -120,13 +163,13 @@ def _vessels(img, anat, rng, scan, lungf, hu):
           off = r0 + 2.2 * s
           airways.append((ax + off * nx / n, ay + off * ny / n, bx + off * nx / n,
                           by + off * ny / n, 0.9 * r0, 0.9 * r1))
-  segs = in_slab(segs, scan, rng)
+  segs = in_slab(segs, scan, rng, z=z)
   halo = segs.copy()  # the partial-volumed border of a vessel lying in the slab
   halo[:, 4:6] = halo[:, 4:6] * 1.25 + 0.2
   halo[:, 6] *= 0.25
   pa.paint_segments(img, halo, hu, lungf)
   pa.paint_segments(img, segs, hu, lungf)
-  _fine_vessels(img, anat, rng, scan, lungf, hu)
+  _fine_vessels(img, anat, rng, scan, lungf, hu, z)
   # Vessels crossing the slice, larger towards the hila: fewer than the fine network's
   # strands, as most small vessels run obliquely and show as short streaks.
   pick = rng.choice(len(xs), size=int(rng.integers(28, 56)), replace=False)
@@ -154,13 +197,13 @@ def _vessels(img, anat, rng, scan, lungf, hu):
   lumens = walls.copy()
   walls[:, 4:] += 0.8 * s
   wall_hu = float(rng.uniform(-250, -50))
-  pa.paint_segments(img, in_slab(walls, scan, rng, 0.8), wall_hu, lungf)
+  pa.paint_segments(img, _flat_in_slab(walls, scan, rng, 0.8), wall_hu, lungf)
   pa.paint_discs(img, bx, by, rb + 0.8 * s, wall_hu, lungf)
   pa.paint_segments(img, lumens, -980.0, lungf)
   pa.paint_discs(img, bx, by, rb, -980.0, lungf)
 
 
-def _fine_vessels(img, anat, rng, scan, lungf, hu):
+def _fine_vessels(img, anat, rng, scan, lungf, hu, z):
   """The fine vascular network: many short, faint, tapering strands, mostly radial.
 
   Vessels under ~1.5 mm fill a fraction of the slab and of a pixel, so on real scans
@@ -182,19 +225,23 @@ def _fine_vessels(img, anat, rng, scan, lungf, hu):
   # Thinner and fainter towards the pleura (far from the hilum).
   r0 = (0.4 + 0.6 * np.exp(-d.min(1) / (90 * s)) * rng.uniform(0.6, 1.4, n)) * s
   length = rng.uniform(4, 14, n) * s
-  bend = a + rng.normal(0, 0.35, n)
-  xm, ym = x + 0.5 * length * np.cos(a), y + 0.5 * length * np.sin(a)
-  x1, y1 = xm + 0.5 * length * np.cos(bend), ym + 0.5 * length * np.sin(bend)
+  # A curve of three pieces turning the same way (as vessel_tree's branches), tapering.
+  turn = rng.normal(0, 0.3, n)
   tip = 0.22 * s * np.ones(n, np.float32)
-  segs = [np.stack([x, y, xm, ym, r0, 0.7 * r0], 1), np.stack([xm, ym, x1, y1, 0.7 * r0, tip], 1)]
+  radii = [r0, 0.8 * r0, 0.6 * r0, tip]
+  segs, pts = [], [(x, y)]
+  for k in range(3):
+    a = a + turn + rng.normal(0, 0.08, n)
+    px, py = pts[-1]
+    pts.append((px + length / 3 * np.cos(a), py + length / 3 * np.sin(a)))
+    segs.append(np.stack([px, py, *pts[-1], radii[k], radii[k + 1]], 1))
   side = rng.random(n) < 0.4
+  (xm, ym), bend = pts[1], a
   b = bend[side] + rng.choice([-1, 1], side.sum()) * rng.uniform(0.4, 0.9, side.sum())
   lb = 0.4 * length[side]
   segs.append(np.stack([xm[side], ym[side], xm[side] + lb * np.cos(b), ym[side] + lb * np.sin(b),
                         0.6 * r0[side], tip[side]], 1))
-  segs = in_slab(np.concatenate(segs), scan, rng, 0.5)
-  # A strand lies along the slab for only part of its run: at least half its contrast.
-  segs[:, 6] = np.maximum(segs[:, 6], rng.uniform(0.25, 0.6, len(segs)))
+  segs = in_slab(np.concatenate(segs), scan, rng, 0.5, z)
   pa.paint_segments(img, segs, hu, lungf)
 
 
@@ -218,7 +265,7 @@ def _fissures(img, anat, rng, scan, lungf):
     pa.paint_segments(img, pts, hu, lungf)
 
 
-def _confounders(img, anat, rng, scan, lungf, hu):
+def _confounders(img, anat, rng, scan, lungf, hu, z):
   """Normal findings that resemble signs: vessel knots, scars, bands, air spaces."""
   s = anat.scale
   ys, xs = _points(anat, 6 * s)
@@ -238,7 +285,7 @@ def _confounders(img, anat, rng, scan, lungf, hu):
     for t in [0.0, math.pi + rng.uniform(-0.5, 0.5)] + list(rng.uniform(0.5, 2.6, rng.integers(0, 2))):
       arms += pa.vessel_tree(rng, anat, x, y, a + t, rng.uniform(0.4, 0.65) * r,
                              int(rng.integers(1, 4)))
-    pa.paint_segments(img, in_slab(arms, scan, rng), hu, lungf)
+    pa.paint_segments(img, in_slab(arms, scan, rng, z=z), hu, lungf)
     pa.paint_segments(img, [(x - half * math.cos(a), y - half * math.sin(a), x + half * math.cos(a),
                              y + half * math.sin(a), r, r * rng.uniform(0.7, 1.0),
                              rng.uniform(0.6, 1.0))], hu, lungf)
@@ -369,11 +416,12 @@ def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
   img = base.copy()
   lungf = (anat.lung > 0).astype(np.float32)
   img += _texture(rng, anat) * lungf
-  # With contrast the pulmonary vessels carry it (up to 260 HU): on a lung window a
-  # vessel cut across then looks as bright as calcium.
-  hu = anat.geo['blood'] if anat.geo['contrast'] else 40.0
-  _vessels(img, anat, rng, scan, lungf, hu)
+  # Without contrast the lung's vessels are blood at +20..+55 HU, grey where partial
+  # volume thins them; with it (30 % of patients) up to 220 HU, as bright as calcium.
+  hu = anat.geo['blood'] if anat.geo['contrast'] else anat.geo['vessel_hu']
+  z = height_field(rng, anat, scan)
+  _vessels(img, anat, rng, scan, lungf, hu, z)
   _fissures(img, anat, rng, scan, lungf)
-  _confounders(img, anat, rng, scan, lungf, hu)
+  _confounders(img, anat, rng, scan, lungf, hu, z)
   _pleural_and_dependent(img, anat, rng, scan, lungf)
   return img
