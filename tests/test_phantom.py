@@ -253,3 +253,18 @@ def test_vessels_are_curved_tapering_connected_branches():
   d = pieces[:, :, 2:4] - pieces[:, :, 0:2]
   turn = np.abs(np.angle((d[:, 2, 0] + 1j * d[:, 2, 1]) / (d[:, 0, 0] + 1j * d[:, 0, 1])))
   assert np.median(turn) > 0.05
+
+
+def test_a_nodule_with_a_subsolid_margin_is_densest_at_its_core():
+  anat, scan = phantom.patient_anatomy(0, 0), phantom.patient_scan(0, 0)
+  ys, xs = np.nonzero(anat.dist > 40)
+  x, y, r = float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), 12 * anat.scale
+  p = dict(x=x, y=y, r=r, harm=[], hu=40.0, z=0.0, edge=1.0)
+  img = {}
+  for margin in ((0.4, 0.4), None):
+    img[margin] = np.full((anat.size, anat.size), -860.0, np.float32)
+    phantom_signs._nodule(img[margin], p, anat, np.random.default_rng(0), scan, margin=margin)
+  core = _disc(img[(0.4, 0.4)], x, y, 0, 0.3 * r).mean()
+  rim = _disc(img[(0.4, 0.4)], x, y, 0.75 * r, 0.9 * r).mean()
+  assert core > 0 and rim < core - 200  # solid core, partly sub-solid rim
+  assert _disc(img[None], x, y, 0.75 * r, 0.9 * r).mean() > rim + 200  # even without

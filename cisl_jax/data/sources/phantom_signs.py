@@ -30,8 +30,25 @@ op_mask = airway.op_mask
 
 
 def _spicule_segs(segs, scan, rng):
-  """Spicules thinner than the slab are averaged with the lung around them."""
-  return _weighted(segs, scan, rng, 0.6)
+  """Spicules as tubes (`pa.paint_segments`' 10 columns) that leave the slab.
+
+  `segs` come in pairs (root -> bend, bend -> tip). A strand starts in the slab at
+  the nodule's surface and runs off at its own angle, so it thins and fades into
+  the parenchyma towards its tip, some within a few mm, some further; a third are
+  coarse (up to 1.8 x wider, with a broad base), as on real spiculated masses.
+  """
+  segs = np.asarray(segs, np.float32).reshape(-1, 2, 6).copy()
+  n = len(segs)
+  ht = 0.5 * scan.thickness / scan.spacing
+  coarse = np.where(rng.random(n) < 0.35, rng.uniform(1.2, 1.8, n), 1.0)
+  segs[:, :, 4:6] *= coarse[:, None, None]
+  segs[:, 0, 4] *= np.where(coarse > 1, 1.4, 1.0)  # broad base
+  tip = rng.uniform(0.4, 1.6, n) * (ht + segs[:, 0, 4])
+  mid = tip * rng.uniform(0.2, 0.6, n)
+  z = np.stack([np.stack([np.zeros(n), mid], 1), np.stack([mid, tip], 1)], 1)  # (n, 2, 2)
+  w = rng.uniform(0.6, 1.0, (n, 1, 1)) * np.ones((n, 2, 1))
+  out = np.concatenate([segs, w, z, np.full((n, 2, 1), ht)], 2)
+  return out.reshape(-1, 10).astype(np.float32)
 
 
 def _paint_spicules(img, segs, hu, scan, rng, mask=None):
@@ -51,8 +68,14 @@ def _weighted(segs, scan, rng, lo):
   return np.concatenate([segs, (w * rng.uniform(lo, 1.0, len(segs)))[:, None]], 1)
 
 
-def _nodule(img, p, anat, rng, scan, pad=1.3):
-  """Paints the solid body of a nodular sign: lobed or harmonic contour, cut by the slab."""
+def _nodule(img, p, anat, rng, scan, pad=1.3, margin=None):
+  """Paints the solid body of a nodular sign: lobed or harmonic contour, cut by the slab.
+
+  margin: (lo, hi) range of the density of the body's outer part relative to its core
+  (None: even). Real nodules, spiculated ones most, are densest at the core and partly
+  sub-solid towards an irregular margin: the outer 30-60 % of the radius is filled
+  unevenly (patches of ground glass in a solid rim).
+  """
   sub, xs, ys, _ = sh.window(img, sh.around(p['x'], p['y'], pad * p['r']), 2)
   # Margins are not all crisp: a blurred rim of 1-2 px (partial volume at an oblique
   # border), drawn per nodule.
@@ -62,8 +85,23 @@ def _nodule(img, p, anat, rng, scan, pad=1.3):
                            p.get('harm', ()), edge)
   else:
     alpha = sh.body_alpha(xs, ys, p['x'], p['y'], p['r'], p['harm'], scan, p['z'], edge)
+  if margin is not None:
+    core = sh.blob_alpha(xs, ys, p['x'], p['y'], u(rng, 0.4, 0.7) * p['r'],
+                         sh.harmonics(rng, 5, 0.2), u(rng, 0.15, 0.35) * p['r'])
+    rim = u(rng, *margin) + 0.15 * pa.smooth_noise(rng, sub.shape, 1.5 * anat.scale)
+    alpha *= core + (1.0 - core) * np.clip(rim, 0.2, 1.0)
   sh.blend(sub, alpha, p['hu'] + sh.texture(rng, sub.shape, 15.0, 2.0 * anat.scale))
   return sub, xs, ys
+
+
+def _ground_glass_halo(img, p, anat, rng, scale=(1.15, 1.6)):
+  """A faint, patchy ground-glass rim around a nodule (haemorrhage, lepidic growth)."""
+  r = p['r'] * u(rng, *scale)
+  sub, xs, ys, idx = sh.window(img, sh.around(p['x'], p['y'], 1.3 * r), 2)
+  alpha = sh.blob_alpha(xs, ys, p['x'], p['y'], r, sh.harmonics(rng, 7, 0.2),
+                        u(rng, 0.25, 0.5) * r) * (anat.lung[idx] > 0)
+  alpha *= np.clip(0.6 + 0.4 * pa.smooth_noise(rng, sub.shape, 2.0 * anat.scale), 0, 1)
+  sh.blend(sub, alpha, u(rng, -700, -450))
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +178,7 @@ def _plan_lobulation(rng, anat, x, y):
 def _paint_lobulation(img, p, anat, rng, scan):
   if p.get('segs'):
     _paint_spicules(img, p['segs'], p['hu'], scan, rng)
-  _nodule(img, p, anat, rng, scan)
+  _nodule(img, p, anat, rng, scan, margin=(0.6, 1.0))
 
 
 # ---------------------------------------------------------------------------
@@ -240,8 +278,10 @@ def _plan_spiculation(rng, anat, x, y):
 
 
 def _paint_spiculation(img, p, anat, rng, scan):
+  if rng.random() < 0.6:
+    _ground_glass_halo(img, p, anat, rng)
   _paint_spicules(img, p['segs'], p['hu'], scan, rng)
-  _nodule(img, p, anat, rng, scan)
+  _nodule(img, p, anat, rng, scan, margin=(0.35, 0.85))
 
 
 # ---------------------------------------------------------------------------
@@ -295,7 +335,7 @@ def _paint_pi(img, p, anat, rng, scan):
   pa.paint_segments(img, _weighted(p['tags'], scan, rng, 0.8), p['hu'])
   if p.get('segs'):
     _paint_spicules(img, p['segs'], p['hu'], scan, rng, lungf)
-  _nodule(img, p, anat, rng, scan)
+  _nodule(img, p, anat, rng, scan, margin=(0.6, 1.0))
 
 
 PLANNERS = {'GGO': _plan_ggo, 'lobulation': _plan_lobulation,
