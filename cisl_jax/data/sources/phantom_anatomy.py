@@ -266,9 +266,35 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   lung = anat.lung > 0
   slow = 12.0 * _upsample(rng.standard_normal((16, 16), dtype=np.float32), size)
   img[lung] = (g['lung_hu'] + 45.0 * dep + slow)[lung]
+  _irregular_pleura(img, anat, rng)
   _paint_spine(img, g, s)
   _paint_ribs(img, g, s, rng, cav)
   return img
+
+
+def _irregular_pleura(img, anat, rng):
+  """The lung's border is not a clean curve: small bumps of the chest wall into it.
+
+  Extrapleural fat, intercostal muscle and the pleura itself make the costal border
+  undulate by a pixel or so over a few mm, with denser and fatter stretches; drawn as
+  overlapping shallow caps of wall tissue (-90..+45 HU), 2-6 mm wide, reaching
+  0.15-0.9 mm into the lung, at about one per 3 mm of border.
+  """
+  s = anat.scale
+  ys, xs = np.nonzero((anat.dist > 0) & (anat.dist <= 1.0))
+  if not len(xs):
+    return
+  k = rng.choice(len(xs), size=max(1, int(len(xs) / (4.3 * s))), replace=False)
+  gy, gx = np.gradient(anat.dist)
+  nx, ny = gx[ys[k], xs[k]], gy[ys[k], xs[k]]
+  n = np.hypot(nx, ny) + 1e-6
+  r = rng.uniform(1.5, 4.3, len(k)) * s
+  depth = rng.uniform(0.2, 1.3, len(k)) * s
+  cx = xs[k] - (r - depth) * nx / n
+  cy = ys[k] - (r - depth) * ny / n
+  segs = np.stack([cx, cy, cx, cy, r, r], 1).astype(np.float32)
+  for hu, part in ((-60.0, slice(0, None, 2)), (35.0, slice(1, None, 2))):
+    paint_segments(img, segs[part], hu)
 
 
 def _marble(img, soft, rng, s):
@@ -278,12 +304,14 @@ def _marble(img, soft, rng, s):
   wall and mediastinum a streaky, mottled look even on a lung window.
   """
   shape = img.shape
-  streak = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (1.2 * s, 3.5 * s))
+  streak = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (1.6 * s, 4.5 * s))
   streak /= streak.std() + 1e-6
   muscle = soft & (img > 0)
-  fat = np.clip((streak - 0.5) / 0.8, 0, 1) * muscle
+  # Fat septa between the muscle bundles: on a lung window (-90 vs +45 HU) they are
+  # the chest wall's visible texture, a fifth to a third of its area.
+  fat = np.clip((streak - 0.35) / 0.7, 0, 1) * muscle
   img += fat * (FAT + 15 - img)
-  img += soft * 18.0 * smooth_noise(rng, shape, 1.5 * s)
+  img += soft * 24.0 * smooth_noise(rng, shape, 1.5 * s)
 
 
 def _paint_spine(img, g, s):

@@ -245,6 +245,47 @@ def _fine_vessels(img, anat, rng, scan, lungf, hu, z):
   pa.paint_segments(img, segs, hu, lungf)
 
 
+def _subpleural(img, anat, rng, scan, lungf, hu, z):
+  """Small vessels and septa that reach the pleura: short faint strands and dots.
+
+  The outer centimetre of the lung is not empty: the last branches of the arteries
+  and the veins in the interlobular septa run up to the pleura, mostly across it.
+  """
+  s = anat.scale
+  ys, xs = _pleura_points(anat)
+  n = int(len(xs) / (2 * s) / (18 * s) * rng.uniform(0.7, 1.3))  # one per ~13 mm
+  if n < 1:
+    return
+  i = rng.integers(0, len(xs), n)
+  gy, gx = _inward(anat)
+  a = np.arctan2(gy[ys[i], xs[i]], gx[ys[i], xs[i]]) + rng.normal(0, 0.6, n)
+  x0, y0 = xs[i] + 1.0 * np.cos(a), ys[i] + 1.0 * np.sin(a)
+  length = rng.uniform(4, 12, n) * s
+  bend = a + rng.normal(0, 0.3, n)
+  xm, ym = x0 + 0.5 * length * np.cos(a), y0 + 0.5 * length * np.sin(a)
+  x1, y1 = xm + 0.5 * length * np.cos(bend), ym + 0.5 * length * np.sin(bend)
+  r0 = rng.uniform(0.3, 0.6, n) * s
+  segs = np.concatenate([np.stack([x0, y0, xm, ym, 0.7 * r0, r0], 1),
+                         np.stack([xm, ym, x1, y1, r0, 0.8 * r0], 1)])
+  pa.paint_segments(img, in_slab(segs, scan, rng, 0.4, z), hu, lungf)
+
+
+def _pleura_points(anat):
+  """Lung pixels within 2 units of the pleura (cached)."""
+  cache = anat.__dict__.setdefault('_points', {})
+  if 'pleura' not in cache:
+    cache['pleura'] = np.nonzero((anat.dist > 0) & (anat.dist < 2 * anat.scale))
+  return cache['pleura']
+
+
+def _inward(anat):
+  """The distance map's gradient (gy, gx): into the lung from its border (cached)."""
+  cache = anat.__dict__.setdefault('_points', {})
+  if 'inward' not in cache:
+    cache['inward'] = np.gradient(anat.dist)
+  return cache['inward']
+
+
 def _fissures(img, anat, rng, scan, lungf):
   """Fissures: thin faint curved lines from near the hilum to the pleura."""
   s = anat.scale
@@ -421,6 +462,7 @@ def render_object(anat: pa.Anatomy, base: np.ndarray, rng: np.random.Generator,
   hu = anat.geo['blood'] if anat.geo['contrast'] else anat.geo['vessel_hu']
   z = height_field(rng, anat, scan)
   _vessels(img, anat, rng, scan, lungf, hu, z)
+  _subpleural(img, anat, rng, scan, lungf, hu, z)
   _fissures(img, anat, rng, scan, lungf)
   _confounders(img, anat, rng, scan, lungf, hu, z)
   _pleural_and_dependent(img, anat, rng, scan, lungf)
