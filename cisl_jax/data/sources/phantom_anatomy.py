@@ -276,20 +276,20 @@ def _irregular_pleura(img, anat, rng):
   """The lung's border is not a clean curve: small bumps of the chest wall into it.
 
   Extrapleural fat, intercostal muscle and the pleura itself make the costal border
-  undulate by a pixel or so over a few mm, with denser and fatter stretches; drawn as
-  overlapping shallow caps of wall tissue (-90..+45 HU), 2-6 mm wide, reaching
-  0.15-0.9 mm into the lung, at about one per 3 mm of border.
+  undulate by a pixel or so over several mm, with denser and fatter stretches; drawn
+  as overlapping shallow caps of wall tissue (-60 or +35 HU), 4-12 mm wide, reaching
+  0.1-0.7 mm into the lung, at about one per 6 mm of border (smooth, not notched).
   """
   s = anat.scale
   ys, xs = np.nonzero((anat.dist > 0) & (anat.dist <= 1.0))
   if not len(xs):
     return
-  k = rng.choice(len(xs), size=max(1, int(len(xs) / (4.3 * s))), replace=False)
+  k = rng.choice(len(xs), size=max(1, int(len(xs) / (8.6 * s))), replace=False)
   gy, gx = np.gradient(anat.dist)
   nx, ny = gx[ys[k], xs[k]], gy[ys[k], xs[k]]
   n = np.hypot(nx, ny) + 1e-6
-  r = rng.uniform(1.5, 4.3, len(k)) * s
-  depth = rng.uniform(0.2, 1.3, len(k)) * s
+  r = rng.uniform(3.0, 8.6, len(k)) * s
+  depth = rng.uniform(0.15, 1.0, len(k)) * s
   cx = xs[k] - (r - depth) * nx / n
   cy = ys[k] - (r - depth) * ny / n
   segs = np.stack([cx, cy, cx, cy, r, r], 1).astype(np.float32)
