@@ -245,7 +245,7 @@ def render_base(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
   img[inside(g['a'] - inset + ep, g['b'] - inset + ep, g['b_post'] - inset + ep)] = FAT + 20
   cav = inside(g['a'] - inset, g['b'] - inset, g['b_post'] - inset)
   img[cav] = MEDIASTINAL_FAT
-  _marble(img, img > FAT - 30, rng, s)
+  _marble(img, img > FAT - 30, rng, s, (cx, cy))
   # Heart (myocardium + blood pool) and great vessels.
   hx, hy = cx + g['shift'], cy + g['v_heart'] * g['bc']
   hax, hay = 0.82 * g['w_heart'], 0.36 * g['bc']
@@ -297,20 +297,28 @@ def _irregular_pleura(img, anat, rng):
     paint_segments(img, segs[part], hu)
 
 
-def _marble(img, soft, rng, s):
+def _marble(img, soft, rng, s, centre):
   """Soft-tissue texture: fat streaks between muscle fibres and a mottle in fat.
 
   Real muscle and fat are not flat: fascia, fat septa and small vessels give the chest
-  wall and mediastinum a streaky, mottled look even on a lung window.
+  wall and mediastinum a streaky, mottled look even on a lung window. The chest wall's
+  muscles run around the chest, so the streaks are drawn in polar coordinates about
+  its centre: long along the wall, thin across it.
   """
   shape = img.shape
-  streak = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (1.6 * s, 4.5 * s))
-  streak /= streak.std() + 1e-6
+  n_th, n_r = 512, shape[0]
+  polar = ndimage.gaussian_filter(rng.standard_normal((n_th, n_r), dtype=np.float32),
+                                  (4.5, 1.6 * s), mode=('wrap', 'reflect'))
+  polar /= polar.std() + 1e-6
   muscle = soft & (img > 0)
+  ys, xs = np.nonzero(muscle)  # sampled only where it is used (a quarter of the slice)
+  th = (np.arctan2(ys - centre[1], xs - centre[0]) + math.pi) * (n_th / (2 * math.pi))
+  rad = np.hypot(xs - centre[0], ys - centre[1])
+  streak = ndimage.map_coordinates(polar, np.stack([th, rad]), order=1, mode='grid-wrap')
   # Fat septa between the muscle bundles: on a lung window (-90 vs +45 HU) they are
   # the chest wall's visible texture, a fifth to a third of its area.
-  fat = np.clip((streak - 0.35) / 0.7, 0, 1) * muscle
-  img += fat * (FAT + 15 - img)
+  fat = np.clip((streak - 0.35) / 0.7, 0, 1)
+  img[ys, xs] += fat * (FAT + 15 - img[ys, xs])
   img += soft * 24.0 * smooth_noise(rng, shape, 1.5 * s)
 
 
