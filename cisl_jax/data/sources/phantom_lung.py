@@ -333,10 +333,7 @@ def _confounders(img, anat, rng, scan, lungf, hu, z):
   _small_nodules(img, anat, rng, scan, lungf, spot)
   # Scars: irregular linear strands of fibrosis; half start at the pleura (a pleural tag
   # with no nodule at its end).
-  cache = anat.__dict__.setdefault('_points', {})
-  if 'pleura' not in cache:
-    cache['pleura'] = np.nonzero((anat.dist > 0) & (anat.dist < 2 * s))
-  pleura = cache['pleura']
+  pleura = _pleura_points(anat)
   for _ in range(rng.poisson(1.0)):
     if rng.random() < 0.5:
       i = rng.integers(len(pleura[0]))
@@ -410,10 +407,7 @@ def _small_nodules(img, anat, rng, scan, lungf, spot):
 def _pleural_and_dependent(img, anat, rng, scan, lungf):
   """Pleural thickening and plaques, faint mosaic perfusion, dependent atelectasis."""
   s = anat.scale
-  cache = anat.__dict__.setdefault('_points', {})
-  if 'pleura' not in cache:
-    cache['pleura'] = np.nonzero((anat.dist > 0) & (anat.dist < 2 * s))
-  py, px = cache['pleura']
+  py, px = _pleura_points(anat)
   if not len(px):
     return
   # Focal pleural thickening or a plaque: a smooth soft-tissue bump on the pleura
