@@ -6,6 +6,14 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
+# Compile at LLVM -O0: a tiny test's time is mostly XLA compiling its steps, and -O0
+# compiles about twice as fast (the three slowest tests: 421 s -> 279 s under load 6).
+# Only the generated machine code's speed changes, not what it computes; benchmarks,
+# the demo and every launcher outside the suite keep XLA's defaults.
+FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
+if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
+
 import shutil  # pylint: disable=g-import-not-at-top
 import tempfile  # pylint: disable=g-import-not-at-top
 

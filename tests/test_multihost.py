@@ -29,8 +29,12 @@ def free_port() -> int:
 def run_group(runs: list[list[str]]) -> list[dict]:
   """Starts every worker at once, waits for all (killing all on timeout), parses RESULT."""
   env = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
-  for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'XLA_FLAGS'):
+  for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
     env.pop(k, None)
+  # One CPU device per process, whatever the caller forced; other flags (the suite's
+  # fast compile) pass through.
+  env['XLA_FLAGS'] = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                              if 'xla_force_host_platform_device_count' not in f)
   procs = [subprocess.Popen([sys.executable, str(WORKER), *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in runs]
   deadline = time.monotonic() + TIMEOUT_S
