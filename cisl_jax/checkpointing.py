@@ -48,9 +48,13 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def due(self, step: int) -> bool:
+    """Whether `maybe_save` saves at `step` (every `save_every`-th step)."""
+    return step % self.save_every == 0
+
   def maybe_save(self, step: int, state: dict[str, Any], *, force: bool = False) -> bool:
     """Saves at every `save_every`-th step, or now when `force` (the end of a run)."""
-    if not force and step % self.save_every:
+    if not (force or self.due(step)):
       return False
     if self.manager.latest_step() == step:
       return False

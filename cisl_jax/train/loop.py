@@ -75,7 +75,7 @@ def fit(config: Any, workdir: str, *, name: str, graphdef: Any, state: dict[str,
     state, metrics = train_step(graphdef, state, batch, train_key)
     done = step + 1
     log = done % config.log_every == 0 or done == num_steps
-    if log or done % config.checkpoint_every == 0:
+    if log or ckpt.due(done):  # nothing non-finite may be saved
       metrics = sharding.to_host(metrics)  # (device_get refuses multi-host arrays)
       common.check_finite(step, metrics, ckpt.last_good(), checked_after=checked)
       checked = step
