@@ -73,22 +73,24 @@ def patch_rules(config: ml_collections.ConfigDict,
 def _card_path(model: model_lib.Classifier, dataset_dir, card_name: str) -> str:
   """The dataset card of the model's training data.
 
-  A relative `data_dir` (the demo records `data`) is taken from the working directory
-  first, then from each folder above the classifier's workdir: training ran from one
-  of them, and predict is often run from elsewhere.
+  A relative `data_dir` (the demo records `data`) is looked for under the working
+  directory first, then under each folder above the classifier's workdir: training ran
+  from one of them, and predict is often run from elsewhere. Falls back to the first.
   """
-  data_dir = model.config.data_dir
-  path = os.path.join(dataset_dir(data_dir, model.config.source), card_name)
-  if os.path.isabs(data_dir) or os.path.isfile(path):
-    return path
-  folder = model.workdir
+  data_dir, source = model.config.data_dir, model.config.source
+  roots = [''] if os.path.isabs(data_dir) else ['', *_ancestors(model.workdir)]
+  paths = [os.path.join(dataset_dir(os.path.join(root, data_dir), source), card_name)
+           for root in roots]
+  return next((path for path in paths if os.path.isfile(path)), paths[0])
+
+
+def _ancestors(folder: str) -> list[str]:
+  """Every folder above `folder`, nearest first."""
+  out = []
   while os.path.dirname(folder) != folder:
     folder = os.path.dirname(folder)
-    candidate = os.path.join(dataset_dir(os.path.join(folder, data_dir), model.config.source),
-                             card_name)
-    if os.path.isfile(candidate):
-      return candidate
-  return path
+    out.append(folder)
+  return out
 
 
 def _check_out(out: str) -> None:
