@@ -53,8 +53,14 @@ def main(argv):
           'to replace it: runs trained on it would then read the new data).',
           file=sys.stderr, flush=True)
   else:
-    card = tfds_builder.build_dataset(_SOURCE.value, _INPUT.value, _DATA_DIR.value,
-                                      _CONFIG.value, skip_bad=_SKIP_BAD.value)
+    try:
+      card = tfds_builder.build_dataset(_SOURCE.value, _INPUT.value, _DATA_DIR.value,
+                                        _CONFIG.value, skip_bad=_SKIP_BAD.value)
+    except (ValueError, FileNotFoundError) as e:
+      # Bad input (DICOM, manifest, XML, folds): its message names the file and the fix,
+      # and is the last thing on the terminal; nothing was written.
+      print(f'make_dataset: {e}', file=sys.stderr, flush=True)
+      sys.exit(1)
     with open(card) as f:
       built = json.load(f)
     if _SOURCE.value == 'lidc':

@@ -67,6 +67,19 @@ def test_bad_input_exits_with_named_file(tmp_path, fixture_dir):
              '--config.num_folds=2')
   assert out.returncode != 0
   assert '013.xml' in out.stderr and 'voc_sign' in out.stderr
+  assert 'Traceback' not in out.stderr
+  assert not (data / 'cisl_patches').exists()
+
+
+def test_too_few_patients_for_the_folds_ends_with_the_fix(tmp_path, fixture_dir):
+  # The fixture holds 2 patients: 5 folds cannot be filled. The message, not a traceback.
+  data = tmp_path / 'data'
+  out = _run('--source=manifest', f'--input={fixture_dir}', f'--data_dir={data}',
+             '--config.manifest.voc_sign=GGO', '--config.num_folds=5')
+  assert out.returncode == 1
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith('make_dataset: 2 patient(s) cannot fill 5 folds')
+  assert '--config.num_folds=2' in last and 'Traceback' not in out.stderr
   assert not (data / 'cisl_patches').exists()
 
 
