@@ -114,3 +114,17 @@ def test_cvaegan_iterations_match_plain_layers():
     results.append(out)
   np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
 
+
+
+@pytest.mark.parametrize('shape,kernel', [((2, 8, 8, 1), (5, 5, 1, 4)),
+                                          ((1, 6, 7, 1), (3, 3, 1, 2)),
+                                          ((1, 6, 6, 1), (4, 4, 1, 3))])
+def test_tap_sum_conv_matches_lax_values_and_gradients(shape, kernel):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  plain = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), 'SAME', dimension_numbers=DN)
+  np.testing.assert_allclose(layers.conv_tap_sum(x, w), plain(x, w), atol=1e-4)
+  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+  for a, b in zip(jax.grad(loss(layers.conv_tap_sum), (0, 1))(x, w),
+                  jax.grad(loss(plain), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, atol=1e-4)

@@ -33,7 +33,7 @@ class Classifier(nnx.Module):
     c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
     hidden = scaled(1024, width)
     self.num_classes = num_classes
-    self.conv1 = conv(1, c1, 1, rngs)
+    self.conv1 = conv(1, c1, 1, rngs, fast_conv)
     # (2)-(4): conv 5x5 s2 + BN each (attribute names as the paper's layer numbers).
     (self.conv2, self.bn2), (self.conv3, self.bn3), (self.conv4, self.bn4) = down_blocks(
         (c1, c2, c3, c4), rngs, fast_conv)

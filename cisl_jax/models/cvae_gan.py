@@ -143,7 +143,7 @@ class Critic(nnx.Module):
                fast_conv: bool = True, rngs: nnx.Rngs):
     c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
     hidden = scaled(512, width)
-    self.conv1 = conv(1, c1, 1, rngs)
+    self.conv1 = conv(1, c1, 1, rngs, fast_conv)
     self.bn1 = batch_norm(c1, rngs)
     # (2)-(3): conv 5x5 s2 + BN each.
     (self.conv2, self.bn2), (self.conv3, self.bn3) = down_blocks((c1, c2, c3), rngs, fast_conv)
