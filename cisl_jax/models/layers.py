@@ -4,8 +4,9 @@ stride-2 (transposed) convolutions with a fast path for XLA's CPU backend.
 `conv(..., fast=True)` and `conv_transpose(..., fast=True)` give `Conv2x` /
 `ConvTranspose2x`: the same parameters and results as nnx.Conv / nnx.ConvTranspose,
 computed in forms that XLA's CPU backend runs on its fast (non-dilated) convolution
-path (`conv_stride2`, `conv_transpose_stride2`); `fast=False` gives the plain nnx
-layers, for before/after measurements. Networks take the choice as `fast_conv`.
+path (`conv_stride2`, `conv_transpose_stride2`), and `TapSumConv` for a 1-channel
+image's stride-1 convolution to a few features (`conv_tap_sum`); `fast=False` gives the
+plain nnx layers, for before/after measurements. Networks take the choice as `fast_conv`.
 """
 import functools
 

@@ -1,0 +1,103 @@
+"""Per-op profile of the networks' convolutions: ours (XLA) against TensorFlow's oneDNN.
+
+  python bench/bench_conv_ops.py --batch 64 --rounds 5 [--width 0.125]
+For each 5x5 SAME convolution shape of the classifier and critics (and the encoder's
+first), every op jitted alone at the benchmark shapes: the forward (XLA's, and as one
+tap matmul: im2col), the input gradient (XLA's; the space-to-depth form used for stride
+2) and the kernel gradient (XLA's; the tap matmul used on the CPU backend), beside
+TensorFlow's Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter. Variants are
+interleaved, minimum over rounds; one JSON line per layer, ms.
+"""
+import argparse
+import json
+import time
+
+import common  # bench/common.py  # pylint: disable=g-bad-import-order,unused-import
+
+import jax  # pylint: disable=g-import-not-at-top
+from jax import lax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from cisl_jax.models import conv_matmul  # pylint: disable=g-import-not-at-top
+from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+# (input side, input channels, output channels, stride) at width 1 (the image's 1 and the
+# encoder's 1 + 9 condition input channels do not scale with --width).
+LAYERS = [(64, 1, 32, 1), (64, 32, 64, 2), (32, 64, 128, 2), (16, 128, 256, 2),
+          (64, 10, 32, 2), (32, 32, 64, 2)]
+
+
+def im2col_forward(x, kernel, stride):
+  """The forward as one (B*H'*W', k*k*I) x (k*k*I, O) matmul over the tap columns."""
+  cols = jnp.stack(conv_matmul.tap_slices(x, kernel.shape[0], stride), axis=3)
+  b, h, w = cols.shape[:3]
+  y = cols.reshape(b * h * w, -1) @ kernel.reshape(-1, kernel.shape[-1])
+  return y.reshape(b, h, w, -1)
+
+
+def ops(batch, side, cin, cout, s):
+  """{name: (callable, args)} for one layer's forward, input and kernel gradients."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch, side, side, cin), np.float32)
+  k = 0.05 * rng.standard_normal((5, 5, cin, cout), np.float32)
+  g = rng.standard_normal((batch, side // s, side // s, cout), np.float32)
+  conv = lambda a, b: lax.conv_general_dilated(a, b, (s, s), 'SAME', dimension_numbers=DN)
+  out = {
+      'jax_fwd': (jax.jit(conv), (x, k)),
+      'jax_im2col_fwd': (jax.jit(lambda a, b: im2col_forward(a, b, s)), (x, k)),
+      'jax_dx': (jax.jit(lambda a, b, c: jax.vjp(lambda a_: conv(a_, b), a)[1](c)[0]),
+                 (x, k, g)),
+      'jax_dw': (jax.jit(lambda a, b, c: jax.vjp(lambda b_: conv(a, b_), b)[1](c)[0]),
+                 (x, k, g)),
+      'jax_dw_tap': (jax.jit(lambda a, c: conv_matmul.kernel_grad(a, c, 5, s)), (x, g)),
+  }
+  if s == 2:
+    s2d = layers._conv_s2d  # pylint: disable=protected-access
+    out['jax_dx_s2d'] = (jax.jit(lambda a, b, c: jax.vjp(lambda a_: s2d(a_, b), a)[1](c)[0]),
+                         (x, k, g))
+  xt, kt, gt = tf.constant(x), tf.constant(k), tf.constant(g)
+  strides = [1, s, s, 1]
+  out['tf_fwd'] = (tf.function(lambda a, b: tf.nn.conv2d(a, b, s, 'SAME')), (xt, kt))
+  out['tf_dx'] = (tf.function(lambda b, c: tf.raw_ops.Conv2DBackpropInput(
+      input_sizes=x.shape, filter=b, out_backprop=c, strides=strides, padding='SAME')),
+                  (kt, gt))
+  out['tf_dw'] = (tf.function(lambda a, c: tf.raw_ops.Conv2DBackpropFilter(
+      input=a, filter_sizes=k.shape, out_backprop=c, strides=strides, padding='SAME')),
+                  (xt, gt))
+  return out
+
+
+def run(fn, args):
+  y = fn(*args)
+  return y.numpy() if hasattr(y, 'numpy') else jax.block_until_ready(y)
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--rounds', type=int, default=5)
+  p.add_argument('--width', type=float, default=1.0, help='channel multiplier (quick: 0.125)')
+  a = p.parse_args()
+  tf.get_logger().setLevel('ERROR')  # one tf.function per op and layer: retracing notes
+  for side, cin, cout, s in LAYERS:
+    if cin not in (1, 10):
+      cin = layers.scaled(cin, a.width)
+    cout = layers.scaled(cout, a.width)
+    fns = ops(a.batch, side, cin, cout, s)
+    for fn, args in fns.values():
+      run(fn, args)
+    best = {}
+    for _ in range(a.rounds):
+      for name, (fn, args) in fns.items():
+        t = time.perf_counter()
+        run(fn, args)
+        best[name] = min(best.get(name, 1e9), (time.perf_counter() - t) * 1e3)
+    print(json.dumps({'layer': f'{side}x{side}x{cin}->{cout} s{s}', 'batch': a.batch,
+                      'ms': {n: round(v, 1) for n, v in best.items()}}), flush=True)
+
+
+if __name__ == '__main__':
+  main()
