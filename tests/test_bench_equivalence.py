@@ -115,7 +115,6 @@ def test_cvaegan_iterations_match_plain_layers():
   np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
 
 
-
 @pytest.mark.parametrize('shape,kernel', [((2, 8, 8, 1), (5, 5, 1, 4)),
                                           ((1, 6, 7, 1), (3, 3, 1, 2)),
                                           ((1, 6, 6, 1), (4, 4, 1, 3))])

@@ -185,6 +185,14 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _depth_to_space(y, o)
 
 
+def _apply(layer: nnx.Conv | nnx.ConvTranspose, x: jax.Array, op) -> jax.Array:
+  """`op(x, kernel)` plus the bias in the layer's dtype, as nnx's own call computes it."""
+  kernel = layer.kernel[...]
+  dtype = jnp.result_type(x, kernel) if layer.dtype is None else layer.dtype
+  y = op(x.astype(dtype), kernel.astype(dtype))
+  return y + layer.bias[...].astype(dtype) if layer.use_bias else y
+
+
 class Conv2x(nnx.Conv):
   """nnx.Conv with stride 2 and SAME padding, run through `conv_stride2`."""
 
@@ -196,10 +204,7 @@ class Conv2x(nnx.Conv):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
       return super().__call__(x)
-    kernel = self.kernel[...]
-    dtype = jnp.result_type(x, kernel) if self.dtype is None else self.dtype
-    y = conv_stride2(x.astype(dtype), kernel.astype(dtype))
-    return y + self.bias[...].astype(dtype) if self.use_bias else y
+    return _apply(self, x, conv_stride2)
 
 
 class TapSumConv(nnx.Conv):
@@ -214,10 +219,7 @@ class TapSumConv(nnx.Conv):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] != 1 or jax.default_backend() != 'cpu':
       return super().__call__(x)
-    kernel = self.kernel[...]
-    dtype = jnp.result_type(x, kernel) if self.dtype is None else self.dtype
-    y = conv_tap_sum(x.astype(dtype), kernel.astype(dtype))
-    return y + self.bias[...].astype(dtype) if self.use_bias else y
+    return _apply(self, x, conv_tap_sum)
 
 
 class ConvTranspose2x(nnx.ConvTranspose):
@@ -231,10 +233,7 @@ class ConvTranspose2x(nnx.ConvTranspose):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4:
       return super().__call__(x)
-    kernel = self.kernel[...]
-    dtype = jnp.result_type(x, kernel) if self.dtype is None else self.dtype
-    y = conv_transpose_stride2(x.astype(dtype), kernel.astype(dtype))
-    return y + self.bias[...].astype(dtype) if self.use_bias else y
+    return _apply(self, x, conv_transpose_stride2)
 
 
 def conv(in_features: int, out_features: int, stride: int, rngs: nnx.Rngs,
