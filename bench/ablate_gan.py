@@ -46,6 +46,7 @@ ARMS = (
     ('+class', dict(class_weight=1.0)),
     ('+resize', dict(upsample='resize')),
     ('+lecam', dict(lecam_weight=0.01)),
+    ('+modeseek', dict(mode_seeking_weight=1.0)),  # MSGAN's weight; a variety lever
 )
 
 

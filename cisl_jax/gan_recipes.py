@@ -14,7 +14,8 @@ ablation can add them one at a time; `config.gan.improved` holds them):
   ema_decay: an exponential moving average of the decoder, used for sampling;
   class_weight: the auxiliary classifier's cross-entropy on prior samples (AC-GAN);
   pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
-  upsample: the decoder's 'transposed' convolutions or 'resize' (nearest x2, then conv).
+  upsample: the decoder's 'transposed' convolutions or 'resize' (nearest x2, then conv);
+  mode_seeking_weight: MSGAN's mode-seeking term on prior samples of the same sign.
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
 from typing import Any, Mapping
@@ -48,6 +49,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.class_weight = 1.0  # auxiliary classifier's cross-entropy on prior samples (0: off)
   c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
   c.upsample = 'resize'  # decoder upsampling: 'transposed' or 'resize'
+  c.mode_seeking_weight = 0.0  # MSGAN mode-seeking term on prior samples (0: off)
   return c
 
 
@@ -55,6 +57,7 @@ def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`c` with every piece off: the improved recipe then computes the paper's objective."""
   c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
   c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
+  c.mode_seeking_weight = 0.0
   return c
 
 
@@ -128,11 +131,32 @@ def ema_update(ema: Any, new: Any, decay: jax.Array) -> Any:
   return jax.tree.map(lambda e, n: decay * e + (1 - decay) * n, ema, new)
 
 
+def mode_seeking(images: jax.Array, latents: jax.Array, labels: jax.Array,
+                 eps: float = 1e-5) -> jax.Array:
+  """MSGAN's mode-seeking term (Mao et al. 2019) over the batch's same-sign pairs.
+
+  1 / (mean |G(z_i, c) - G(z_j, c)| / mean |z_i - z_j| + eps), the means over every pair
+  i < j of prior samples whose signs agree: two latent codes of one condition, as MSGAN
+  draws them, taken from the batch instead of a second decoder forward. Minimising it
+  pushes samples of one sign apart in proportion to their codes' distance, against the
+  mode collapse that leaves a sign with near-copies. 0 when no two samples share a sign.
+  """
+  same = labels[:, None] == labels[None, :]
+  pairs = jnp.triu(same, k=1).astype(images.dtype)
+  flat = images.reshape(images.shape[0], -1)
+  d_image = jnp.mean(jnp.abs(flat[:, None] - flat[None]), axis=-1)
+  latents = jax.lax.stop_gradient(latents.reshape(latents.shape[0], -1))
+  d_latent = jnp.mean(jnp.abs(latents[:, None] - latents[None]), axis=-1)
+  ratio = jnp.sum(pairs * d_image) / jnp.maximum(jnp.sum(pairs * d_latent), eps)
+  return jnp.where(jnp.sum(pairs) > 0, 1.0 / (ratio + eps), 0.0)
+
+
 def improved_generator_loss(terms: Mapping[str, jax.Array], weights: Mapping[str, float],
                             improved: Mapping[str, Any]) -> jax.Array:
   """The paper's generator objective with the pixel L2 rescaled, plus the new terms.
 
-  terms: the paper's (losses.generator_loss) plus 'adv_prior', 'adv_rec' and 'class_prior'.
+  terms: the paper's (losses.generator_loss) plus 'adv_prior', 'adv_rec', 'class_prior'
+  and, with mode seeking on, 'mode_seeking'.
   With every piece off (all_off) this is losses.generator_loss(terms, weights).
   """
   paper_terms = {k: terms[k] for k in ('kl', 'reconstruction', 'pairwise_d', 'pairwise_c',
@@ -145,4 +169,7 @@ def improved_generator_loss(terms: Mapping[str, jax.Array], weights: Mapping[str
                            + float(improved['adv_rec_weight']) * terms['adv_rec'])
   if float(improved['class_weight']):
     loss = loss + float(improved['class_weight']) * terms['class_prior']
+  # .get: a workdir written before mode seeking existed has no such field.
+  if float(improved.get('mode_seeking_weight', 0.0)):
+    loss = loss + float(improved['mode_seeking_weight']) * terms['mode_seeking']
   return loss

@@ -49,6 +49,7 @@ def tiny_config():
   c.gan.improved.lecam_weight = 0.1
   c.gan.improved.class_weight = 1.0
   c.gan.improved.upsample = 'resize'
+  c.gan.improved.mode_seeking_weight = 1.0
   return c
 
 
@@ -64,6 +65,7 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   full = str(tmp_path / 'full')
   result = gan.train_and_evaluate(tiny_config(), full)
   assert result['steps'] == 4 and np.isfinite(result['train']['loss_g'])
+  assert np.isfinite(result['train']['g_mode_seeking'])  # wired in (fed by pairs of signs)
   assert 0 <= result['held_out']['aux_classifier_accuracy'] <= 1
   assert result['held_out']['num_patches'] == 18  # sign patches only
   # TensorBoard names each sign's row of samples (one unlabelled grid before).

@@ -179,6 +179,8 @@ def _make_train_step(tx, weights, momentum, recipe):
       terms.update(adv_prior=gan_recipes.generator_adversarial(d_p, kind),
                    adv_rec=gan_recipes.generator_adversarial(d_rec, kind),
                    class_prior=losses.softmax_cross_entropy(c_p, y), lecam=reg)
+      if improved.get('mode_seeking_weight', 0.0):
+        terms['mode_seeking'] = gan_recipes.mode_seeking(x_p, z_p, y)
       loss_g = gan_recipes.improved_generator_loss(terms, weights, improved)
       return (loss_d, loss_g), (terms, new_stats, class_means, lecam)
 
