@@ -51,6 +51,8 @@ def test_fixture_counts_match_input(tmp_path, fixture_dir):
     assert pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID == uid
   # What the user must know is on the terminal, before the card's path.
   assert 'WARNING: 8 of 9 signs have no patches' in out.stderr
+  # and TFDS's own "Downloading and preparing dataset" line is not (nothing is downloaded).
+  assert 'Downloading and preparing' not in out.stdout + out.stderr
 
   # A finished build is not rebuilt under the runs trained on it (it used to be).
   again = _run('--source=manifest', f'--input={fixture_dir}', f'--data_dir={data}',

@@ -216,6 +216,11 @@ class CislPatches(tfds.core.GeneratorBasedBuilder):
     self._skip_bad = skip_bad
     super().__init__(**kwargs)
 
+  def _log_download_bytes(self) -> None:
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout; nothing
+    # is downloaded here and make_dataset reports its own progress, so it goes to the log.
+    logging.info('tfds: preparing %s in %s', self.info.full_name, self.data_dir)
+
   @property
   def collected(self) -> Collected | None:
     return self._collected
