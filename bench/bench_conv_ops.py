@@ -4,8 +4,8 @@
 For each 5x5 SAME convolution shape of the classifier and critics (and the encoder's
 first), every op jitted alone at the benchmark shapes: the forward (XLA's, and as one
 tap matmul: im2col), the input gradient (XLA's; the space-to-depth form used for stride
-2) and the kernel gradient (XLA's; the tap matmul used on the CPU backend), beside
-TensorFlow's Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter. Variants are
+2) and the kernel gradient (XLA's; the tap matmul used on the CPU backend), XLA's three
+again in NCHW / OIHW layout (the channels-first lever of issue 16), beside TensorFlow's Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter. Variants are
 interleaved, minimum over rounds; one JSON line per layer, ms.
 """
 import argparse
@@ -24,6 +24,7 @@ from cisl_jax.models import conv_matmul  # pylint: disable=g-import-not-at-top
 from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
 
 DN = ('NHWC', 'HWIO', 'NHWC')
+DN_NCHW = ('NCHW', 'OIHW', 'NCHW')
 # (input side, input channels, output channels, stride) at width 1 (the image's 1 and the
 # encoder's 1 + 9 condition input channels do not scale with --width).
 LAYERS = [(64, 1, 32, 1), (64, 32, 64, 2), (32, 64, 128, 2), (16, 128, 256, 2),
@@ -54,6 +55,15 @@ def ops(batch, side, cin, cout, s):
                  (x, k, g)),
       'jax_dw_tap': (jax.jit(lambda a, c: conv_matmul.kernel_grad(a, c, 5, s)), (x, g)),
   }
+  # The same convolution channels-first: inputs transposed once, outside the timed op.
+  xc, kc, gc = x.transpose(0, 3, 1, 2), k.transpose(3, 2, 0, 1), g.transpose(0, 3, 1, 2)
+  conv_c = lambda a, b: lax.conv_general_dilated(a, b, (s, s), 'SAME',
+                                                 dimension_numbers=DN_NCHW)
+  out['jax_fwd_nchw'] = (jax.jit(conv_c), (xc, kc))
+  out['jax_dx_nchw'] = (jax.jit(lambda a, b, c: jax.vjp(lambda a_: conv_c(a_, b), a)[1](c)[0]),
+                        (xc, kc, gc))
+  out['jax_dw_nchw'] = (jax.jit(lambda a, b, c: jax.vjp(lambda b_: conv_c(a, b_), b)[1](c)[0]),
+                        (xc, kc, gc))
   if s == 2:
     s2d = layers._conv_s2d  # pylint: disable=protected-access
     out['jax_dx_s2d'] = (jax.jit(lambda a, b, c: jax.vjp(lambda a_: s2d(a_, b), a)[1](c)[0]),
