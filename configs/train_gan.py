@@ -4,7 +4,7 @@ Run (from the repo root):
   python launch/train_gan.py --config=configs/train_gan.py:quick --workdir=workdir/quick/fold0/gan
   python launch/train_gan.py --config=configs/train_gan.py:paper --workdir=runs/fold0/gan \
       --config.fold=1 --config.learning_rate=1e-4
-Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 320 steps, lr 2e-3:
+Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 240 steps, lr 2e-3:
 what the quick reproduction runs per fold);
 paper, width 1.0 and 10,000 iterations at batch 64, minutes on one H100-class GPU
 (the 2-core CPU runs about 1 iteration/s at this size: hours).
@@ -22,10 +22,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # quick run's few hundred need 2e-3 (at 2e-4 the decoder has not left its init noise).
   c.learning_rate = 2e-3 if quick else 2e-4
   # CVAE-GAN iterations (each updates C, D, E+G). Quick: at 200 the samples were sign-less
-  # blurred blobs; by 800 cavities, dense nodules and consolidations appear per sign. 320
-  # is what make demo's 20 minutes leave (about 0.36 s an iteration at batch 32 on 2
-  # quiet cores inside the demo, 3 folds); raise it with --config.num_steps when time allows.
-  c.num_steps = 320 if quick else 10_000
+  # blurred blobs; by 800 cavities, dense nodules and consolidations appear per sign. 240
+  # is what make demo's 20 minutes leave with the improved recipe (about 0.42 s an
+  # iteration at batch 32 on 2 quiet cores inside the demo, 3 folds; at 320 the fifth
+  # session's fresh-clone demo took 20 min 50 s); raise it with --config.num_steps when
+  # time allows: every extra iteration helps the generator (MEASUREMENTS.md).
+  c.num_steps = 240 if quick else 10_000
   if quick:
     c.width = 0.125  # about 3.5 iterations/s on 2 quiet cores at batch 32
   config_lib.train_share(c)  # 1.0: every training patch (the small-data curve: less)
@@ -44,7 +46,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # The objective: 'paper' (the paper's losses, as above) or 'improved' (the paper's
   # plus the switchable pieces of config.gan.improved; cisl_jax/gan_recipes.py). Switch
   # with --config.gan.recipe=paper (or improved). The paper variant keeps the paper's
-  # objective. Quick takes 'improved': at its 320 iterations on the phantom it was the best
+  # objective. Quick takes 'improved': at 320 iterations on the phantom it was the best
   # arm of bench/ablate_gan.py (FD 347 -> 200, recall 0.17 -> 0.28, pre-training SE on GGO
   # 0.00 -> 0.24; precision and C2ST unchanged) at about 1.45x the paper recipe's time
   # per iteration; neither recipe draws sign structure at this budget (MEASUREMENTS.md).
