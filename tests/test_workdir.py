@@ -70,3 +70,14 @@ def test_atomic_dir_replaces_only_when_whole(tmp_path):
       f.write('{}')
   assert sorted(os.listdir(final)) == ['c.json']
   assert sorted(os.listdir(tmp_path)) == ['generated', 'seen']  # no temp folders left
+
+
+def test_a_field_added_later_matches_its_old_value_only(tmp_path):
+  # A GAN recorded before mode seeking existed ran with it off: reusable at 0, not at 1.
+  wd.write_json(tmp_path / wd.CONFIG_FILE, {'gan': {'improved': {'adv_weight': 10.0}}})
+  wd.write_json(tmp_path / wd.METRICS_FILE, {'steps': 4})
+  config = {'gan': {'improved': {'adv_weight': 10.0, 'mode_seeking_weight': 0.0}}}
+  assert wd.config_changes(tmp_path, config) == []
+  config['gan']['improved']['mode_seeking_weight'] = 1.0
+  assert wd.config_changes(tmp_path, config) == [
+      "gan.improved.mode_seeking_weight: '<absent>' in config.json, 1.0 now"]
