@@ -5,8 +5,9 @@ For each 5x5 SAME convolution shape of the classifier and critics (and the encod
 first), every op jitted alone at the benchmark shapes: the forward (XLA's, and as one
 tap matmul: im2col), the input gradient (XLA's; the space-to-depth form used for stride
 2) and the kernel gradient (XLA's; the tap matmul used on the CPU backend), XLA's three
-again in NCHW / OIHW layout (the channels-first lever of issue 16), beside TensorFlow's Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter. Variants are
-interleaved, minimum over rounds; one JSON line per layer, ms.
+again in NCHW / OIHW layout (the channels-first lever of issue 16), beside TensorFlow's
+Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter. Variants are interleaved, minimum
+over rounds; one JSON line per layer, ms.
 """
 import argparse
 import json
