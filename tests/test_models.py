@@ -122,3 +122,33 @@ def test_reparameterize():
   z = cvae_gan.reparameterize(jax.random.key(0), mu, logvar)
   assert abs(float(z.mean()) - 3.0) < 0.1
   assert abs(float(z.std()) - 2.0) < 0.1
+
+
+def test_batchnorm_updates_inside_jit_match_flax_and_skip_the_sharding_check():
+  """layers.BatchNorm: flax's values, without jax building an error text per update."""
+  from unittest import mock  # pylint: disable=g-import-not-at-top
+  from jax._src.interpreters import partial_eval  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
+
+  x = jax.random.normal(jax.random.key(0), (8, 5, 5, 3)) * 2 + 1
+  ours = layers.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+  flax_bn = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+
+  def forward_twice(graphdef, state, x):
+    model = nnx.merge(graphdef, state)
+    y = model(model(x, use_running_average=False) * 3 - 1, use_running_average=False)
+    return y, nnx.state(model)
+
+  outs = {}
+  with mock.patch.object(partial_eval.DynamicJaxprTracer, '_origin_msg',
+                         autospec=True, side_effect=lambda self: '') as origin_msg:
+    for name, bn in (('ours', ours), ('flax', flax_bn)):
+      origin_msg.reset_mock()
+      outs[name] = jax.jit(forward_twice, static_argnums=0)(*nnx.split(bn), x)
+      outs[name + '_texts'] = origin_msg.call_count
+  assert outs['flax_texts'] > 0  # the check this layer exists to skip is still there
+  assert outs['ours_texts'] == 0
+  np.testing.assert_array_equal(outs['ours'][0], outs['flax'][0])
+  for stat in ('mean', 'var'):
+    np.testing.assert_array_equal(outs['ours'][1][stat][...], outs['flax'][1][stat][...])
+  assert isinstance(ours.mean, nnx.BatchStat)  # BatchStat filters still find it

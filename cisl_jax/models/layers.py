@@ -1,4 +1,4 @@
-"""Layers every network here shares: BatchNorm settings, width scaling, and the
+"""Layers every network here shares: BatchNorm and its settings, width scaling, and the
 stride-2 (transposed) convolutions with a fast path for XLA's CPU backend.
 
 `conv(..., fast=True)` and `conv_transpose(..., fast=True)` give `Conv2x` /
@@ -36,8 +36,39 @@ def scaled(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
-def batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+class RunningStat(nnx.BatchStat):
+  """A BatchNorm running statistic whose in-trace update skips a costly no-op check.
+
+  flax 0.12.8's BatchNorm updates its statistics as `stat[...] = new`, and
+  `Variable.set_value` then compares `getattr(new, 'sharding', None)` with the old
+  value's. On a tracer jax 0.10.2 answers with an AttributeError whose message walks
+  the whole trace so far (`find_progenitors`), and flax swallows it: on every BatchNorm
+  call of a train step, about half of its tracing time (MEASUREMENTS.md). Between two
+  tracers of one shape and dtype that comparison is always None == None and flax assigns
+  the new value; `set_value(new)` assigns it without asking.
+  """
+
+  def __setitem__(self, key, value) -> None:
+    old = self.get_raw_value()
+    if (key is Ellipsis and isinstance(value, jax.core.Tracer)
+        and isinstance(old, jax.core.Tracer)
+        and value.shape == old.shape and value.dtype == old.dtype):
+      self.set_value(value)
+    else:
+      super().__setitem__(key, value)
+
+
+class BatchNorm(nnx.BatchNorm):
+  """nnx.BatchNorm with RunningStat statistics: the same parameters, names and values."""
+
+  def __init__(self, num_features: int, **kwargs):
+    super().__init__(num_features, **kwargs)
+    self.mean = RunningStat(self.mean.get_value())
+    self.var = RunningStat(self.var.get_value())
+
+
+def batch_norm(features: int, rngs: nnx.Rngs) -> BatchNorm:
+  return BatchNorm(features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
@@ -256,7 +287,7 @@ def conv_transpose(in_features: int, out_features: int, rngs: nnx.Rngs,
 
 
 def down_blocks(channels: tuple[int, ...], rngs: nnx.Rngs,
-                fast: bool = True) -> list[tuple[nnx.Module, nnx.BatchNorm]]:
+                fast: bool = True) -> list[tuple[nnx.Module, BatchNorm]]:
   """The (5x5 stride-2 conv, BatchNorm) pairs from channels[i] to channels[i + 1]: the
   downsampling trunk the classifier, the encoder and the critics share (the paper's
   layer lists). Created in the order conv, BN, conv, BN, ... as written out by hand."""

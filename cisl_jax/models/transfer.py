@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cisl_jax.models import layers
+
 ARCHS = ('alexnet', 'vgg16', 'resnet101')
 SOURCES = ('keras', 'torch')
 # The paper fine-tunes the last three FC layers of AlexNet, the last two of VGG16, and
@@ -156,7 +158,7 @@ class Bottleneck(nnx.Module):
       bn = functools.partial(FrozenBatchNorm, epsilon=BN_EPSILON[flavour])
     else:
       # Flax momentum 0.9 is torch's 0.1: running = 0.9 running + 0.1 batch.
-      bn = functools.partial(nnx.BatchNorm, momentum=0.9, epsilon=BN_EPSILON[flavour],
+      bn = functools.partial(layers.BatchNorm, momentum=0.9, epsilon=BN_EPSILON[flavour],
                              rngs=rngs)
     cout = 4 * width
     self.conv1, self.bn1 = conv(cin, width, 1, stride1, 0), bn(width)
