@@ -4,7 +4,8 @@ and errors; library INFO logs only when asked for with --verbosity=0 (or higher)
 - `quiet_libraries()` (launchers call it first thing in main): unless --verbosity is
   given, absl logging (ours and Orbax's, JAX's, TFDS's INFO lines) shows warnings and
   errors only. Importing this module first also keeps TensorFlow's C++ start-up INFO
-  (oneDNN, CPU instruction sets) off the terminal unless TF_CPP_MIN_LOG_LEVEL is set.
+  (oneDNN, CPU instruction sets) off the terminal unless TF_CPP_MIN_LOG_LEVEL or
+  TF_ENABLE_ONEDNN_OPTS is set.
 - `say(line)`: a result line (a written file, a stage finished). Inside `inner()` (a
   stage run by the reproduce orchestrator) it goes to the INFO log instead, so that the
   orchestrator's one line per stage is what the terminal shows.
@@ -19,8 +20,13 @@ from typing import Iterator
 
 from absl import logging
 
-# TensorFlow reads this once, when it loads: it must be set before anything imports TF.
+# TensorFlow reads these once, when it loads: they must be set before anything imports TF.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+# On CPUs where TF turns its oneDNN kernels on by default (AVX-512 VNNI / BF16 and newer),
+# it prints "oneDNN custom operations are on" at import, before absl logging starts, so
+# TF_CPP_MIN_LOG_LEVEL cannot hide it. TF only feeds tf.data here (JAX does the math), so
+# its oneDNN kernels buy nothing; off, TF computes as on CPUs without them.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 STATUS_EVERY_S = 60.0
 _state = {'inner': 0, 'last_status': 0.0, 'open_line': False}

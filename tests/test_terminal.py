@@ -61,3 +61,16 @@ def test_quiet_libraries_turns_tfds_progress_bars_off_unless_verbose(monkeypatch
   finally:
     logging.set_verbosity(saved)
     tqdm_utils.display_progress_bar(saved_bar)
+
+
+def test_importing_tensorflow_after_terminal_prints_nothing():
+  """TF's start-up lines (oneDNN on AVX-512 CPUs, instruction sets) stay off stderr."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS')}
+  proc = subprocess.run(
+      [sys.executable, '-c', 'from cisl_jax import terminal; import tensorflow'],
+      capture_output=True, text=True, env=env, check=True)
+  assert proc.stdout == '' and proc.stderr == '', proc.stderr
