@@ -3,15 +3,23 @@
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate --arms= \
       --budget=800,1600,3200,6400 --wide=0.25      # the quality-vs-budget curve only
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_b16 --arms=+lecam \
+      --batch_size=16 --steps=1200    # every piece at another GAN batch (and budget)
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_ms --arms=+modeseek \
+      --mode_seeking_weight=0.25      # every piece plus mode seeking at weight 0.25
 Same data (one fold of the built dataset), seed and budget for every arm. Each arm
 trains a GAN (quick width and lr), generates --per_sign patches per sign and measures,
 against the real training patches: overall FD beside its real-vs-real floor,
 precision, recall, memorised share against chance, the C2ST accuracy (0.5 =
 indistinguishable), and pre-training-only binary SE/AC on --signs (the quick
-reproduction's pretrain stage). Every stage keeps its folder under --workdir, so a
+reproduction's pretrain stage). --batch_size sets the GAN's batch only (the classifier
+stages keep the quick reproduction's); --mode_seeking_weight replaces the '+modeseek'
+arm's weight. Every stage keeps its folder under --workdir, so a
 killed run started again continues; finished arms are not retrained.
 Prints one Markdown table (also written to <workdir>/ablation.md) with the machine's
-load average, since wall times on a shared machine measure the load as much as the work.
+load average, since wall times on a shared machine measure the load as much as the work;
+each GAN's wall and process-CPU seconds per iteration (the CPU figure moves less with the
+load) are in its row.
 Expected runtime, 2 quiet CPU cores: ~5 minutes per arm at 800 iterations.
 """
 import argparse
@@ -55,6 +63,8 @@ def gan_config(args, pieces: dict | None, steps: int, width: float):
   c.unlock()
   c.data_dir, c.fold, c.seed, c.num_steps, c.width = args.data_dir, args.fold, args.seed, \
       steps, width
+  if args.batch_size is not None:
+    c.batch_size = args.batch_size  # the GAN's batch (its config's default otherwise)
   if pieces is None:
     c.gan.recipe = 'paper'
   else:
@@ -90,7 +100,8 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dic
          'precision': q['precision'], 'recall': q['recall'],
          'memorised': q['memorisation']['share'], 'chance': q['memorisation']['chance'],
          'c2st': t['c2st'], 'fake_as_real': t['fake_as_real'],
-         's_per_iteration': _timing(gan_dir)}
+         's_per_iteration': _timing(gan_dir, 's_per_it'),
+         'cpu_s_per_iteration': _timing(gan_dir, 'cpu_s_per_it')}
   for s in args.signs.split(','):
     m = classifier.train_and_evaluate(classifier_config(
         args, mode='pretrain', task='binary', sign=s, num_steps=80,
@@ -100,9 +111,9 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dic
   return row
 
 
-def _timing(gan_dir: pathlib.Path) -> float:
+def _timing(gan_dir: pathlib.Path, key: str) -> float:
   path = gan_dir / 'timing.json'
-  return json.loads(path.read_text())['s_per_it'] if path.exists() else float('nan')
+  return json.loads(path.read_text()).get(key, float('nan')) if path.exists() else float('nan')
 
 
 def train_gan(config, workdir: pathlib.Path) -> None:
@@ -119,10 +130,11 @@ def train_gan(config, workdir: pathlib.Path) -> None:
     recorded = json.loads((workdir / 'config.json').read_text())
     recorded['num_steps'] = config.num_steps
     wd.write_json(workdir / 'config.json', recorded)
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   gan.train_and_evaluate(config, str(workdir))
-  rate = (time.perf_counter() - t0) / max(config.num_steps - start, 1)
-  (workdir / 'timing.json').write_text(json.dumps({'s_per_it': rate}))
+  n = max(config.num_steps - start, 1)  # compile and the held-out evaluation included
+  (workdir / 'timing.json').write_text(json.dumps(
+      {'s_per_it': (time.perf_counter() - t0) / n, 'cpu_s_per_it': (time.process_time() - c0) / n}))
 
 
 def table(rows: list[dict]) -> str:
@@ -140,6 +152,10 @@ def main(argv=None) -> int:
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--steps', type=int, default=800, help='GAN iterations of every arm')
   p.add_argument('--width', type=float, default=0.125)
+  p.add_argument('--batch_size', type=int, default=None,
+                 help="the GAN's batch (default: configs/train_gan.py:quick's)")
+  p.add_argument('--mode_seeking_weight', type=float, default=None,
+                 help="the '+modeseek' arm's weight (default: 1.0, MSGAN's)")
   p.add_argument('--arms', default=','.join(a for a, _ in ARMS),
                  help='arms to run, in ARMS order (cumulative); empty: none')
   p.add_argument('--budget', default='', help='iterations of the budget curve of the '
@@ -162,6 +178,8 @@ def main(argv=None) -> int:
 
   runs, pieces = [], None
   for name, add in ARMS:
+    if name == '+modeseek' and args.mode_seeking_weight is not None:
+      add = dict(mode_seeking_weight=args.mode_seeking_weight)
     pieces = None if add is None else {**(pieces or {}), **add}
     if name in wanted:
       runs.append((name, pieces, args.steps, args.width))
@@ -186,8 +204,12 @@ def main(argv=None) -> int:
     rows.append(measure(args, name, arm_dir / 'gan', real, held, features))
     (work / 'ablation.json').write_text(json.dumps(rows, indent=1))
   load = ' / '.join(f'{x:.1f}' for x in os.getloadavg())
+  batch = args.batch_size or common.load_config('train_gan', 'quick').batch_size
+  ms = '' if args.mode_seeking_weight is None else \
+      f', +modeseek at weight {args.mode_seeking_weight:g}'
   text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '
-          f'{args.width} unless named; load average at the end {load}.\n\n{table(rows)}\n')
+          f'{args.width} and GAN batch {batch} unless named{ms}; load average at the end '
+          f'{load}.\n\n{table(rows)}\n')
   (work / 'ablation.md').write_text(text)
   print(text)
   return 0
