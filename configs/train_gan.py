@@ -4,8 +4,9 @@ Run (from the repo root):
   python launch/train_gan.py --config=configs/train_gan.py:quick --workdir=workdir/quick/fold0/gan
   python launch/train_gan.py --config=configs/train_gan.py:paper --workdir=runs/fold0/gan \
       --config.fold=1 --config.learning_rate=1e-4
-Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 240 steps, lr 2e-3:
-what the quick reproduction runs per fold);
+Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 600 steps at batch
+32, lr 2e-3: what the quick reproduction runs per fold; ~0.17 s an iteration on the sixth
+session's AVX-512 cores);
 paper, width 1.0 and 10,000 iterations at batch 64, minutes on one H100-class GPU
 (the 2-core CPU runs about 1 iteration/s at this size: hours).
 """
@@ -21,15 +22,16 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # Adam, all four networks: 2e-4 is DCGAN / CVAE-GAN practice over 10k iterations; the
   # quick run's few hundred need 2e-3 (at 2e-4 the decoder has not left its init noise).
   c.learning_rate = 2e-3 if quick else 2e-4
-  # CVAE-GAN iterations (each updates C, D, E+G). Quick: at 200 the samples were sign-less
-  # blurred blobs; by 800 cavities, dense nodules and consolidations appear per sign. 240
-  # is what make demo's 20 minutes leave with the improved recipe (about 0.42 s an
-  # iteration at batch 32 on 2 quiet cores inside the demo, 3 folds; at 320 the fifth
-  # session's fresh-clone demo took 20 min 50 s); raise it with --config.num_steps when
-  # time allows: every extra iteration helps the generator (MEASUREMENTS.md).
-  c.num_steps = 240 if quick else 10_000
+  # CVAE-GAN iterations (each updates C, D, E+G). Quick: at 240 the samples are smeared,
+  # sign-less strokes; by 600 dense nodules, calcified dots and cavity-like rings sit at the
+  # patch centre. 600 is 2.5x the CPU of the fifth session's 240, the budget the sixth
+  # session's faster cores leave make demo; at that CPU budget, width 0.125 and batch 32
+  # beat width 0.25 (440 iterations) and batch 16 (1,090) on C2ST, by eye and on precision
+  # (bench/ablate_gan.py, MEASUREMENTS.md). Raise it with --config.num_steps when time
+  # allows: the generator keeps improving to at least 6,400.
+  c.num_steps = 600 if quick else 10_000
   if quick:
-    c.width = 0.125  # about 3.5 iterations/s on 2 quiet cores at batch 32
+    c.width = 0.125  # at equal CPU, wider (0.25) and fewer iterations was worse (above)
   config_lib.train_share(c)  # 1.0: every training patch (the small-data curve: less)
   c.checkpoint_every = 160 if quick else 1000  # save every N iterations (and at the end)
   c.gan = config_dict.ConfigDict()  # the CVAE-GAN itself
@@ -52,5 +54,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # per iteration; neither recipe draws sign structure at this budget (MEASUREMENTS.md).
   c.gan.recipe = 'improved' if quick else 'paper'
   c.gan.improved = gan_recipes.improved_config()  # pieces of recipe 'improved'
+  if quick:
+    # MSGAN's mode seeking at 0.25 (weight 1.0 drew a checkerboard): at 600 iterations it
+    # gave a lower C2ST, FD and a higher precision than without it on both seeds measured,
+    # the memorised share at chance; by eye dot or frame artefacts remain (MEASUREMENTS.md).
+    c.gan.improved.mode_seeking_weight = 0.25
   c.lock()
   return c
