@@ -4,9 +4,9 @@ Run (from the repo root):
   python launch/train_gan.py --config=configs/train_gan.py:quick --workdir=workdir/quick/fold0/gan
   python launch/train_gan.py --config=configs/train_gan.py:paper --workdir=runs/fold0/gan \
       --config.fold=1 --config.learning_rate=1e-4
-Expected runtime: quick, about 2 minutes on 2 CPU cores (width 0.125, 600 steps at batch
-32, lr 2e-3: what the quick reproduction runs per fold; ~0.17 s an iteration on the sixth
-session's AVX-512 cores);
+Expected runtime: quick, 2 1/2-3 3/4 minutes on 2 CPU cores (width 0.125, 600 steps at
+batch 32, lr 2e-3: what the quick reproduction runs per fold; 0.25-0.37 s an iteration,
+compilation and evaluation included, inside the sixth session's demo on AVX-512 cores);
 paper, width 1.0 and 10,000 iterations at batch 64, minutes on one H100-class GPU
 (the 2-core CPU runs about 1 iteration/s at this size: hours).
 """
@@ -23,8 +23,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # quick run's few hundred need 2e-3 (at 2e-4 the decoder has not left its init noise).
   c.learning_rate = 2e-3 if quick else 2e-4
   # CVAE-GAN iterations (each updates C, D, E+G). Quick: at 240 the samples are smeared,
-  # sign-less strokes; by 600 dense nodules, calcified dots and cavity-like rings sit at the
-  # patch centre. 600 is 2.5x the CPU of the fifth session's 240, the budget the sixth
+  # sign-less strokes; by 600 nodules sit at the patch centre and AB / OP draw bright
+  # consolidations, under a dotted-lattice artefact and without cavity rings or vessels. 600 is 2.5x the CPU of the fifth session's 240, the budget the sixth
   # session's faster cores leave make demo; at that CPU budget, width 0.125 and batch 32
   # beat width 0.25 (440 iterations) and batch 16 (1,090) on C2ST, by eye and on precision
   # (bench/ablate_gan.py, MEASUREMENTS.md). Raise it with --config.num_steps when time
