@@ -328,15 +328,19 @@ CLASSIFIER_KINDS = ('scratch', 'pretrain', 'finetune', 'traditional', 'transfer'
 
 def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   """Seconds left: each remaining stage costs the mean measured time of its kind (over
-  every run of this workdir); a kind not measured yet costs the mean of the measured
-  classifier stages. None while a remaining kind has no estimate: the GAN's minutes say
-  nothing of a classifier stage's seconds (taking them gave "4h27m left" for 11 minutes)."""
+  every run of this workdir, in run order), leaving out the kind's first run once there
+  are others: the first compiles the jitted steps, the rest reuse them (with the first
+  in, the sixth session's demo showed 21 minutes left for 11). A kind not measured yet
+  costs the mean of the measured classifier stages, chosen the same way. None while a
+  remaining kind has no estimate: the GAN's minutes say nothing of a classifier stage's
+  seconds (taking them gave "4h27m left" for 11 minutes)."""
   by_kind: dict[str, list[float]] = {}
   for v in status.values():
     if v.get('state') == 'done' and v.get('seconds') is not None:
       by_kind.setdefault(v['kind'], []).append(v['seconds'])
-  mean = {k: sum(v) / len(v) for k, v in by_kind.items()}
-  measured = [s for k in CLASSIFIER_KINDS for s in by_kind.get(k, [])]
+  warm = {k: v[1:] or v for k, v in by_kind.items()}
+  mean = {k: sum(v) / len(v) for k, v in warm.items()}
+  measured = [s for k in CLASSIFIER_KINDS for s in warm.get(k, [])]
   fallback_mean = sum(measured) / len(measured) if measured else None
   left = 0.0
   for stage in todo:

@@ -341,3 +341,17 @@ def test_eta_waits_for_a_classifier_stage_before_estimating_classifier_stages():
             'fold0/pretrain': {'state': 'done', 'kind': 'pretrain', 'seconds': 4.0}}
   # generate as measured; scratch and finetune at the measured classifier mean.
   assert reproduce._eta(todo, status) == pytest.approx(10.0 + 4.0 + 4.0)
+
+
+def test_eta_leaves_out_each_kinds_first_compiling_run():
+  stage = lambda kind: reproduce.Stage(name=f'fold1/{kind}', kind=kind, runner='', config=None,
+                                       workdir=None)
+  done = lambda name, kind, seconds: (name, {'state': 'done', 'kind': kind, 'seconds': seconds})
+  status = dict([done('fold0/gan', 'gan', 200.0), done('fold0/scratch_GGO', 'scratch', 40.0),
+                 done('fold0/scratch_CV', 'scratch', 6.0),
+                 done('fold0/scratch_AB', 'scratch', 8.0),
+                 done('fold0/pretrain_GGO', 'pretrain', 30.0)])
+  # scratch: the warm runs (6, 8) without the first, compiling one (40); pretrain has one
+  # run, which is its estimate; finetune, unmeasured, the warm classifier mean (6, 8, 30).
+  todo = [stage('scratch'), stage('pretrain'), stage('finetune'), stage('gan')]
+  assert reproduce._eta(todo, status) == pytest.approx(7.0 + 30.0 + 44.0 / 3 + 200.0)
