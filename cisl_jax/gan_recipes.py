@@ -131,6 +131,27 @@ def ema_update(ema: Any, new: Any, decay: jax.Array) -> Any:
   return jax.tree.map(lambda e, n: decay * e + (1 - decay) * n, ema, new)
 
 
+def pairwise_l1_within_groups(values: jax.Array, labels: jax.Array) -> jax.Array:
+  """sum over pairs i < j with labels[i] == labels[j] of mean_k |values[i, k] - values[j, k]|.
+
+  values (B, K). Computed by sorting instead of forming the (B, B, K) differences: for
+  n values sorted within a group, sum_{i<j} |a_i - a_j| = sum_r (2r - n + 1) a_(r), rank r
+  from 0. One sort of the (label, value) pairs along the batch per column puts each group
+  in a contiguous, value-ordered block; the quick GAN's 32 x 32 x 4,096 differences and
+  their gradient took ~15 % of its iteration. The same value up to float rounding; the
+  gradient is the pairwise one wherever no two values of a group tie exactly.
+  """
+  b, k = values.shape
+  key = jnp.broadcast_to(labels[:, None], (b, k))
+  _, ordered = jax.lax.sort((key, values), dimension=0, num_keys=2)
+  # The label column sorts the same way in every column: ranks and group sizes per row.
+  sorted_labels = jnp.sort(labels)
+  start = jnp.sum(labels[None, :] < sorted_labels[:, None], axis=1)
+  size = jnp.sum(labels[None, :] == sorted_labels[:, None], axis=1)
+  coef = (2 * (jnp.arange(b) - start) - size + 1).astype(values.dtype)
+  return jnp.sum(coef * jnp.mean(ordered, axis=1))
+
+
 def mode_seeking(images: jax.Array, latents: jax.Array, labels: jax.Array,
                  eps: float = 1e-5) -> jax.Array:
   """MSGAN's mode-seeking term (Mao et al. 2019) over the batch's same-sign pairs.
@@ -141,14 +162,12 @@ def mode_seeking(images: jax.Array, latents: jax.Array, labels: jax.Array,
   pushes samples of one sign apart in proportion to their codes' distance, against the
   mode collapse that leaves a sign with near-copies. 0 when no two samples share a sign.
   """
-  same = labels[:, None] == labels[None, :]
-  pairs = jnp.triu(same, k=1).astype(images.dtype)
-  flat = images.reshape(images.shape[0], -1)
-  d_image = jnp.mean(jnp.abs(flat[:, None] - flat[None]), axis=-1)
+  num_pairs = (jnp.sum(labels[:, None] == labels[None, :]) - labels.shape[0]) // 2
+  d_image = pairwise_l1_within_groups(images.reshape(images.shape[0], -1), labels)
   latents = jax.lax.stop_gradient(latents.reshape(latents.shape[0], -1))
-  d_latent = jnp.mean(jnp.abs(latents[:, None] - latents[None]), axis=-1)
-  ratio = jnp.sum(pairs * d_image) / jnp.maximum(jnp.sum(pairs * d_latent), eps)
-  return jnp.where(jnp.sum(pairs) > 0, 1.0 / (ratio + eps), 0.0)
+  d_latent = pairwise_l1_within_groups(latents, labels)
+  ratio = d_image / jnp.maximum(d_latent, eps)
+  return jnp.where(num_pairs > 0, 1.0 / (ratio + eps), 0.0)
 
 
 def improved_generator_loss(terms: Mapping[str, jax.Array], weights: Mapping[str, float],

@@ -148,6 +148,23 @@ def test_mode_seeking_rewards_spread_within_a_sign_only():
   np.testing.assert_array_equal(g[2], 0)
 
 
+def test_pairwise_l1_by_sorting_matches_the_pairwise_differences():
+  rng = np.random.default_rng(0)
+  values = jnp.asarray(rng.uniform(-1, 1, (13, 50)), jnp.float32)
+  labels = jnp.asarray([3, 0, 3, 8, 0, 3, 5, 0, 3, 1, 1, 3, 2])  # groups of 1 to 5
+
+  def brute(v):
+    same = jnp.triu(labels[:, None] == labels[None, :], k=1)
+    d = jnp.mean(jnp.abs(v[:, None] - v[None]), axis=-1)
+    return jnp.sum(jnp.where(same, d, 0.0))
+
+  fast = lambda v: gan_recipes.pairwise_l1_within_groups(v, labels)
+  np.testing.assert_allclose(fast(values), brute(values), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(fast)(values), jax.grad(brute)(values), atol=1e-6)
+  np.testing.assert_allclose(jax.jit(fast)(values), brute(values), rtol=1e-5)
+  assert gan_recipes.pairwise_l1_within_groups(values[:3], jnp.array([0, 1, 2])) == 0
+
+
 def test_mode_seeking_weight_adds_its_term():
   terms = {k: jnp.float32(1.0 + i) for i, k in enumerate((
       'kl', 'reconstruction', 'pairwise_d', 'pairwise_c', 'mean_d', 'mean_c', 'adv_prior',
