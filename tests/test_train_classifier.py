@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
 from cisl_jax import config_lib
 from cisl_jax import input_pipeline
@@ -81,6 +82,15 @@ def test_train_step_compiles_once(monkeypatch):
   assert common.TRACES['classifier_train'] - before == 1
   assert int(state['step']) == 3
   assert np.isfinite(float(metrics['loss']))
+
+
+def test_graphdef_hashes_once_and_stays_a_graphdef():
+  graphdef, state, _, _ = classifier.init_state(tiny_config(), common.split_keys(0)[0])
+  plain = nnx.graphlib.GraphDef(graphdef.nodes, graphdef.attributes, graphdef.num_leaves)
+  assert isinstance(graphdef, common.HashedGraphDef)
+  assert hash(graphdef) == hash(plain) and graphdef == common.hashed(plain)
+  model = common.merge_model(graphdef, state)  # nnx merges it as its own GraphDef
+  assert isinstance(model, nnx.Module)
 
 
 def test_nan_batch_stops_with_step_and_checkpoint():

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from flax.nnx import graphlib
 
 from cisl_jax import sharding
 from cisl_jax import terminal
@@ -41,10 +42,29 @@ def split_keys(seed: int) -> tuple[jax.Array, int, jax.Array]:
   return init_key, data_seed, train_key
 
 
+class HashedGraphDef(graphlib.GraphDef):
+  """An nnx.GraphDef whose hash is computed once, for the jitted steps' static argument.
+
+  jax hashes a static argument on every call, and flax 0.12.8's GraphDef.__hash__ walks
+  every node each time: at the quick GAN's sizes that was a third of the Python time of
+  each dispatched iteration. Equality and merging are GraphDef's own.
+  """
+  # No __slots__ here (GraphDef's are fixed): the cached hash lives in the instance dict.
+
+  def __hash__(self) -> int:
+    return self.__dict__['hash']
+
+
+def hashed(graphdef: nnx.GraphDef) -> HashedGraphDef:
+  out = HashedGraphDef(graphdef.nodes, graphdef.attributes, graphdef.num_leaves)
+  out.__dict__['hash'] = hash(graphdef)  # frozen dataclass: no attribute assignment
+  return out
+
+
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict[str, Any]]:
   """(graphdef, {'params', 'batch_stats', 'rngs'}) of an NNX model."""
   graphdef, params, batch_stats, rngs = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-  return graphdef, {'params': params, 'batch_stats': batch_stats, 'rngs': rngs}
+  return hashed(graphdef), {'params': params, 'batch_stats': batch_stats, 'rngs': rngs}
 
 
 def fresh(tree: Any) -> Any:
