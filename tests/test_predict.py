@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 import highdicom as hd
 import ml_collections
@@ -277,8 +278,13 @@ def test_launcher_on_a_slice_and_a_bad_input(trained, tmp_path):
 def test_real_fixture_slices(trained, tmp_path):
   root = FIXTURES / 'lung_pet_ct_dx' / 'A0001'
   out = tmp_path / 'real'
-  summary = run_lib.predict(config(stride=32), str(trained[2]), str(root / '013.dcm'), str(out))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    summary = run_lib.predict(config(stride=32), str(trained[2]), str(root / '013.dcm'),
+                              str(out))
   assert summary['num_mapped'] == 1
+  # The scan's one-component PatientName is copied as it is, without a warning.
+  assert not [w for w in caught if 'person name' in str(w.message)]
   ds = pydicom.dcmread(root / '013.dcm')
   seg = hd.seg.segread(out / summary['segmentations'][0])
   refs = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence

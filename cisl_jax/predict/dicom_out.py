@@ -7,6 +7,7 @@ allows for concepts without a standard code.
 """
 import copy
 import logging
+import warnings
 
 import highdicom as hd
 import numpy as np
@@ -54,6 +55,15 @@ def segmentation(sources: list[pydicom.Dataset], maps: np.ndarray, names: list[s
                  series_number: int, description: str) -> hd.seg.Segmentation:
   """A FRACTIONAL Segmentation of one series; maps (slices, S, rows, cols) in [0, 1]."""
   pixels = np.ascontiguousarray(np.moveaxis(np.clip(maps, 0.0, 1.0), 1, -1), np.float32)
+  with warnings.catch_warnings():
+    # highdicom warns when the copied PatientName has one component ("Lung_Dx-A0001" in
+    # Lung-PET-CT-Dx): it is the scan's own value, copied as it is, not ours to rewrite.
+    warnings.filterwarnings('ignore', message='The string .* is unlikely to represent the '
+                            'intended person name', category=UserWarning)
+    return _segmentation(sources, pixels, names, series_number, description)
+
+
+def _segmentation(sources, pixels, names, series_number, description):
   return hd.seg.Segmentation(
       source_images=[_with_type2(s) for s in sources],
       pixel_array=pixels,
