@@ -19,8 +19,25 @@ would (with an f32 output the transpose rules would cast the kernel back to f32)
 connected layers (forward x @ W, input gradient g @ W^T, kernel gradient x^T @ g, with
 `preferred_element_type=float32` in both dtypes). `--ops REGEX` keeps the variants whose
 name matches (e.g. skip TensorFlow and NCHW); `--layers` picks LAYERS by index.
+
+`shift9_*` (stride 2 only; issue 16's shifted-matmul lever): after the 2x2 space-to-depth,
+the 5x5 stride-2 SAME conv is a 3x3 stride-1 conv over 4*I channels (layers._conv_s2d's
+re-indexed kernel), written as 9 dots of one shifted view (B*H'*W', 4*I) each against its
+(4*I, O) tap: `shift9_fwd` sums the 9 dot results, `_loop` accumulates them into one
+buffer in a fori_loop (dynamic slices), `_row3` concatenates each kernel row's 3 views
+(3 dots over 12*I), `_outshift` contracts the other way round (one matmul of the whole
+padded map against all 9 taps, (4*I, 9*O), then 9 shifted output slices summed), and
+`_dotsonly` is its floor: the 9 dots alone on views made contiguous outside the op. The
+kernel gradient `shift9_kgrad` is the 9 dots view^T G (and `_loop`), mapped back to 5x5
+through the transpose of the re-indexing; the input gradient `shift9_igrad` is the 9 dots
+G Wt^T each added into its shifted window (`_outshift`: one G @ (O, 9*4*I) matmul, then
+the 9 shifted adds), then depth-to-space. Each is checked against lax's value (assert,
+rtol 1e-4 with atol 1e-4 of the reference's largest magnitude) before timing.
+`--stat median` reports the median over rounds instead of the minimum; `--cpu` adds each
+variant's process CPU ms (same statistic).
 """
 import argparse
+import functools
 import json
 import re
 import time
@@ -55,6 +72,136 @@ def im2col_forward(x, kernel, stride):
   b, h, w = cols.shape[:3]
   y = cols.reshape(b * h * w, -1) @ kernel.reshape(-1, kernel.shape[-1])
   return y.reshape(b, h, w, -1)
+
+
+def _s2d_taps(kernel):
+  """kernel (5, 5, I, O) -> the space-to-depth form's (3, 3, 4*I, O) taps, and pad."""
+  i, o = kernel.shape[2:]
+  w, d_min, d_max = layers._phase_kernel(kernel, transpose=False)  # pylint: disable=protected-access
+  t = w.shape[0]
+  return w.transpose(0, 2, 1, 3, 4, 5).reshape(t, t, 4 * i, o), -d_min, d_max
+
+
+def _s2d_pad(x, lo, hi):
+  xs = layers._space_to_depth(x)  # pylint: disable=protected-access
+  return jnp.pad(xs, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
+
+
+def _dot(a, b):
+  return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())),
+                         preferred_element_type=jnp.float32)
+
+
+def shift9_fwd(x, kernel, mode='sum'):
+  """The stride-2 SAME conv as 9 shifted-view dots after space-to-depth (docstring)."""
+  w, lo, hi = _s2d_taps(kernel)
+  t, c, o = w.shape[0], w.shape[2], w.shape[3]
+  xp = _s2d_pad(x, lo, hi)
+  b, hp, wp, _ = xp.shape
+  h, wo = hp - lo - hi, wp - lo - hi
+  n = b * h * wo
+  view = lambda ty, tx: xp[:, ty:ty + h, tx:tx + wo, :].reshape(n, c)
+  if mode == 'sum':
+    y = sum(_dot(view(ty, tx), w[ty, tx]) for ty in range(t) for tx in range(t))
+  elif mode == 'loop':
+    def body(j, acc):
+      v = lax.dynamic_slice(xp, (0, j // t, j % t, 0), (b, h, wo, c)).reshape(n, c)
+      return acc + _dot(v, w.reshape(t * t, c, o)[j])
+    y = lax.fori_loop(0, t * t, body, jnp.zeros((n, o), jnp.float32))
+  elif mode == 'row3':
+    y = sum(_dot(jnp.concatenate([view(ty, tx) for tx in range(t)], axis=1),
+                 w[ty].reshape(t * c, o)) for ty in range(t))
+  elif mode == 'outshift':
+    z = _dot(xp, w.transpose(2, 0, 1, 3).reshape(c, t * t * o)).reshape(b, hp, wp, t * t, o)
+    return sum(z[:, ty:ty + h, tx:tx + wo, ty * t + tx] for ty in range(t) for tx in range(t))
+  else:
+    raise ValueError(mode)
+  return y.reshape(b, h, wo, o)
+
+
+def shift9_kgrad(x, g, k_shape, mode='sum'):
+  """d sum(conv(x, W) * g) / dW (5, 5, I, O) as 9 dots view^T G (docstring)."""
+  zero = jnp.zeros(k_shape, x.dtype)
+  w, lo, hi = _s2d_taps(zero)
+  t, c, o = w.shape[0], w.shape[2], w.shape[3]
+  xp = _s2d_pad(x, lo, hi)
+  b, h, wo = g.shape[:3]
+  n = b * h * wo
+  g2 = g.reshape(n, o)
+  if mode == 'sum':
+    dw = jnp.stack([_dot(xp[:, ty:ty + h, tx:tx + wo, :].reshape(n, c).T, g2)
+                    for ty in range(t) for tx in range(t)])
+  elif mode == 'loop':
+    def body(j, acc):
+      v = lax.dynamic_slice(xp, (0, j // t, j % t, 0), (b, h, wo, c)).reshape(n, c)
+      return acc.at[j].set(_dot(v.T, g2))
+    dw = lax.fori_loop(0, t * t, body, jnp.zeros((t * t, c, o), jnp.float32))
+  else:
+    raise ValueError(mode)
+  # Back to 5x5 through the transpose of the (linear) re-indexing: the zero row / column
+  # the 6x6 phase kernel adds receives nothing.
+  to_taps = lambda k_: _s2d_taps(k_)[0]
+  return jax.linear_transpose(to_taps, zero)(dw.reshape(t, t, c, o).astype(x.dtype))[0]
+
+
+def shift9_igrad(g, kernel, x_shape, mode='sum'):
+  """d sum(conv(x, W) * g) / dx as 9 dots G Wt^T added into shifted windows (docstring)."""
+  w, lo, hi = _s2d_taps(kernel)
+  t, c, o = w.shape[0], w.shape[2], w.shape[3]
+  b, h, wo = g.shape[:3]
+  hp, wp = h + lo + hi, wo + lo + hi
+  g2 = g.reshape(b * h * wo, o)
+  window = lambda r, ty, tx: jnp.pad(r.reshape(b, h, wo, c),
+                                     ((0, 0), (ty, hp - h - ty), (tx, wp - wo - tx), (0, 0)))
+  if mode == 'sum':
+    dxp = sum(window(_dot(g2, w[ty, tx].T), ty, tx) for ty in range(t) for tx in range(t))
+  elif mode == 'outshift':
+    r = _dot(g2, w.transpose(3, 0, 1, 2).reshape(o, t * t * c)).reshape(-1, t * t, c)
+    dxp = sum(window(r[:, ty * t + tx], ty, tx) for ty in range(t) for tx in range(t))
+  else:
+    raise ValueError(mode)
+  dxs = dxp[:, lo:lo + h, lo:lo + wo, :]
+  return layers._depth_to_space(dxs, x_shape[-1]).astype(g.dtype)  # pylint: disable=protected-access
+
+
+def shift9_ops(x, k, g):
+  """{name: (callable, args)} of the shifted-matmul variants, each checked against lax."""
+  conv = lambda a, b: _conv(a, b, 2)
+  ref_y = conv(x, k)
+  ref_dx, ref_dw = jax.vjp(conv, x, k)[1](g)
+  out = {}
+  for mode in ('sum', 'loop', 'row3', 'outshift'):
+    out['shift9_fwd' + ('' if mode == 'sum' else '_' + mode)] = (
+        jax.jit(functools.partial(shift9_fwd, mode=mode)), (x, k), ref_y)
+  # The lever's floor: the same 9 dots on views copied to contiguous (N, 4*I) arrays
+  # outside the timed op (no slicing or copying left inside it).
+  w, lo, hi = _s2d_taps(k)
+  t, c = w.shape[0], w.shape[2]
+  xp = _s2d_pad(x, lo, hi)
+  h, wo = g.shape[1:3]
+  views = jnp.stack([xp[:, ty:ty + h, tx:tx + wo, :].reshape(-1, c)
+                     for ty in range(t) for tx in range(t)])
+  out['shift9_fwd_dotsonly'] = (
+      jax.jit(lambda v, w_: sum(_dot(v[j], w_[j]) for j in range(t * t)).reshape(g.shape)),
+      (views, w.reshape(t * t, c, -1)), ref_y)
+  for mode in ('sum', 'loop'):
+    out['shift9_kgrad' + ('' if mode == 'sum' else '_' + mode)] = (
+        jax.jit(functools.partial(shift9_kgrad, k_shape=k.shape, mode=mode)), (x, g), ref_dw)
+  for mode in ('sum', 'outshift'):
+    out['shift9_igrad' + ('' if mode == 'sum' else '_' + mode)] = (
+        jax.jit(functools.partial(shift9_igrad, x_shape=x.shape, mode=mode)), (g, k), ref_dx)
+  return out
+
+
+def _conv(a, b, s):
+  return lax.conv_general_dilated(a, b, (s, s), 'SAME', dimension_numbers=DN)
+
+
+def check(name, fn, args, ref):
+  """Assert fn(*args) equals the lax reference (rtol 1e-4, atol 1e-4 of its max |value|)."""
+  got, ref = np.asarray(fn(*args)), np.asarray(ref)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max(),
+                             err_msg=name)
 
 
 def bf16_ops(x, k, g, s):
@@ -136,6 +283,8 @@ def ops(batch, side, cin, cout, s, dtype='float32'):
                   (xt, gt))
   if dtype == 'bfloat16':
     out.update(bf16_ops(x, k, g, s))
+  if s == 2:
+    out.update(shift9_ops(x, k, g))
   return out
 
 
@@ -144,17 +293,30 @@ def run(fn, args):
   return y.numpy() if hasattr(y, 'numpy') else jax.block_until_ready(y)
 
 
-def time_interleaved(fns, rounds):
-  """{name: min ms over rounds}, the variants run in turn within each round."""
-  for fn, args in fns.values():
+def time_interleaved(fns, rounds, stat='min'):
+  """({name: ms}, {name: CPU ms}) over rounds (min or median), the variants run in turn
+  within each round. An entry (fn, args, ref) is checked against ref first (`check`)."""
+  for name, (fn, args, *ref) in fns.items():
     run(fn, args)
-  best = {}
+    if ref:
+      check(name, fn, args, ref[0])
+  wall, cpu = {}, {}
   for _ in range(rounds):
-    for name, (fn, args) in fns.items():
-      t = time.perf_counter()
+    for name, (fn, args, *_) in fns.items():
+      t, c = time.perf_counter(), time.process_time()
       run(fn, args)
-      best[name] = min(best.get(name, 1e9), (time.perf_counter() - t) * 1e3)
-  return {n: round(v, 1) for n, v in best.items()}
+      wall.setdefault(name, []).append((time.perf_counter() - t) * 1e3)
+      cpu.setdefault(name, []).append((time.process_time() - c) * 1e3)
+  reduce = np.min if stat == 'min' else np.median
+  return ({n: round(float(reduce(v)), 1) for n, v in wall.items()},
+          {n: round(float(reduce(v)), 1) for n, v in cpu.items()})
+
+
+def report(layer, a, times):
+  line = {'layer': layer, 'batch': a.batch, 'stat': a.stat, 'ms': times[0]}
+  if a.cpu:
+    line['cpu_ms'] = times[1]
+  print(json.dumps(line), flush=True)
 
 
 def main():
@@ -167,6 +329,8 @@ def main():
   p.add_argument('--ops', default='', help='regex: time only the variants it matches')
   p.add_argument('--layers', default='', help='comma-separated LAYERS indices (default all)')
   p.add_argument('--fc', action='store_true', help='also the big fully connected layers')
+  p.add_argument('--stat', choices=['min', 'median'], default='min', help='over rounds')
+  p.add_argument('--cpu', action='store_true', help='also report process CPU ms')
   a = p.parse_args()
   tf.get_logger().setLevel('ERROR')  # one tf.function per op and layer: retracing notes
   keep = lambda fns: {n: f for n, f in fns.items() if re.search(a.ops, n)}
@@ -176,13 +340,11 @@ def main():
       cin = layers.scaled(cin, a.width)
     cout = layers.scaled(cout, a.width)
     fns = keep(ops(a.batch, side, cin, cout, s, a.dtype))
-    print(json.dumps({'layer': f'{side}x{side}x{cin}->{cout} s{s}', 'batch': a.batch,
-                      'ms': time_interleaved(fns, a.rounds)}), flush=True)
+    report(f'{side}x{side}x{cin}->{cout} s{s}', a, time_interleaved(fns, a.rounds, a.stat))
   for name, pos_in, c_in, pos_out, c_out in FC_LAYERS if a.fc else []:
     n_in, n_out = pos_in * layers.scaled(c_in, a.width), pos_out * layers.scaled(c_out, a.width)
     fns = keep(fc_ops(a.batch, n_in, n_out, a.dtype))
-    print(json.dumps({'layer': f'{name} {n_in}->{n_out}', 'batch': a.batch,
-                      'ms': time_interleaved(fns, a.rounds)}), flush=True)
+    report(f'{name} {n_in}->{n_out}', a, time_interleaved(fns, a.rounds, a.stat))
 
 
 if __name__ == '__main__':
