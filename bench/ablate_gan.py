@@ -7,6 +7,8 @@
       --batch_size=16 --steps=1200    # every piece at another GAN batch (and budget)
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_ms --arms=+modeseek \
       --mode_seeking_weight=0.25      # every piece plus mode seeking at weight 0.25
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_bl --arms=+modeseek \
+      --mode_seeking_weight=0.25 --upsample=bilinear   # the same, bilinear x2 upsampling
 Same data (one fold of the built dataset), seed and budget for every arm. Each arm
 trains a GAN (quick width and lr), generates --per_sign patches per sign and measures,
 against the real training patches: overall FD beside its real-vs-real floor,
@@ -14,8 +16,10 @@ precision, recall, memorised share against chance, the C2ST accuracy (0.5 =
 indistinguishable), and pre-training-only binary SE/AC on --signs (the quick
 reproduction's pretrain stage). --batch_size sets the GAN's batch only (the classifier
 stages keep the quick reproduction's); --mode_seeking_weight replaces the '+modeseek'
-arm's weight. Every stage keeps its folder under --workdir, so a
-killed run started again continues; finished arms are not retrained.
+arm's weight; --upsample replaces the decoder's upsampling from '+resize' on;
+--plain runs every GAN on plain nnx convolutions (config.fast_conv=False). Every
+stage keeps its folder under --workdir, so a killed run started again continues;
+finished arms are not retrained.
 Prints one Markdown table (also written to <workdir>/ablation.md) with the machine's
 load average, since wall times on a shared machine measure the load as much as the work;
 each GAN's wall and process-CPU seconds per iteration (the CPU figure moves less with the
@@ -65,12 +69,16 @@ def gan_config(args, pieces: dict | None, steps: int, width: float):
       steps, width
   if args.batch_size is not None:
     c.batch_size = args.batch_size  # the GAN's batch (its config's default otherwise)
+  if args.plain:
+    c.fast_conv = False  # plain nnx convolutions (the diagnostic of the fast CPU forms)
   if pieces is None:
     c.gan.recipe = 'paper'
   else:
     c.gan.recipe = 'improved'
     gan_recipes.all_off(c.gan.improved)
     c.gan.improved.update(pieces)
+    if args.upsample is not None and c.gan.improved.upsample != 'transposed':
+      c.gan.improved.upsample = args.upsample  # the arms from '+resize' on
   return c
 
 
@@ -156,6 +164,11 @@ def main(argv=None) -> int:
                  help="the GAN's batch (default: configs/train_gan.py:quick's)")
   p.add_argument('--mode_seeking_weight', type=float, default=None,
                  help="the '+modeseek' arm's weight (default: 1.0, MSGAN's)")
+  p.add_argument('--upsample', default=None, choices=('resize', 'bilinear'),
+                 help="the decoder's upsampling in the arms from '+resize' on "
+                 "(default: 'resize', nearest x2)")
+  p.add_argument('--plain', action='store_true',
+                 help='every GAN on plain nnx convolutions (config.fast_conv=False)')
   p.add_argument('--arms', default=','.join(a for a, _ in ARMS),
                  help='arms to run, in ARMS order (cumulative); empty: none')
   p.add_argument('--budget', default='', help='iterations of the budget curve of the '
@@ -207,6 +220,8 @@ def main(argv=None) -> int:
   batch = args.batch_size or common.load_config('train_gan', 'quick').batch_size
   ms = '' if args.mode_seeking_weight is None else \
       f', +modeseek at weight {args.mode_seeking_weight:g}'
+  ms += '' if args.upsample is None else f', upsample {args.upsample!r} from +resize on'
+  ms += ', plain nnx convolutions' if args.plain else ''
   text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '
           f'{args.width} and GAN batch {batch} unless named{ms}; load average at the end '
           f'{load}.\n\n{table(rows)}\n')

@@ -14,7 +14,8 @@ ablation can add them one at a time; `config.gan.improved` holds them):
   ema_decay: an exponential moving average of the decoder, used for sampling;
   class_weight: the auxiliary classifier's cross-entropy on prior samples (AC-GAN);
   pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
-  upsample: the decoder's 'transposed' convolutions or 'resize' (nearest x2, then conv);
+  upsample: the decoder's 'transposed' convolutions, 'resize' (nearest x2, then conv)
+      or 'bilinear' (bilinear x2, then conv);
   mode_seeking_weight: MSGAN's mode-seeking term on prior samples of the same sign.
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
@@ -48,7 +49,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.999  # EMA of the decoder for sampling (0: off; warmed up over early steps)
   c.class_weight = 1.0  # auxiliary classifier's cross-entropy on prior samples (0: off)
   c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
-  c.upsample = 'resize'  # decoder upsampling: 'transposed' or 'resize'
+  c.upsample = 'resize'  # decoder upsampling: 'transposed', 'resize' or 'bilinear'
   c.mode_seeking_weight = 0.0  # MSGAN mode-seeking term on prior samples (0: off)
   return c
 
@@ -67,9 +68,9 @@ def check(recipe: str, improved: Mapping[str, Any]) -> None:
   if improved['adversarial'] not in ADVERSARIAL:
     raise ValueError(f"unknown config.gan.improved.adversarial {improved['adversarial']!r}; "
                      f'use one of {ADVERSARIAL}')
-  if improved['upsample'] not in ('transposed', 'resize'):
+  if improved['upsample'] not in ('transposed', 'resize', 'bilinear'):
     raise ValueError(f"unknown config.gan.improved.upsample {improved['upsample']!r}; "
-                     "use 'transposed' or 'resize'")
+                     "use 'transposed', 'resize' or 'bilinear'")
 
 
 def generator_adversarial(fake_logits: jax.Array, kind: str) -> jax.Array:

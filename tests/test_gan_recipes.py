@@ -124,6 +124,13 @@ def test_unknown_recipe_settings_are_clear_errors():
   c = gan_recipes.improved_config()
   with pytest.raises(ValueError, match='config.gan.recipe'):
     gan_recipes.check('papr', c)
+  for kind in ('transposed', 'resize', 'bilinear'):
+    c.upsample = kind
+    gan_recipes.check('improved', c)
+  c.upsample = 'nearest'
+  with pytest.raises(ValueError, match='config.gan.improved.upsample'):
+    gan_recipes.check('improved', c)
+  c.upsample = 'resize'
   c.adversarial = 'wasserstein'
   with pytest.raises(ValueError, match='config.gan.improved.adversarial'):
     gan_recipes.check('improved', c)

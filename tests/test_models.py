@@ -152,3 +152,56 @@ def test_batchnorm_updates_inside_jit_match_flax_and_skip_the_sharding_check():
   for stat in ('mean', 'var'):
     np.testing.assert_array_equal(outs['ours'][1][stat][...], outs['flax'][1][stat][...])
   assert isinstance(ours.mean, nnx.BatchStat)  # BatchStat filters still find it
+
+
+def _bilinear_x2(x: np.ndarray) -> np.ndarray:
+  """Bilinear x2 of NHWC x with half-pixel centres and clamped edges, written out."""
+  for axis in (1, 2):
+    n = x.shape[axis]
+    s = (np.arange(2 * n) + 0.5) / 2 - 0.5
+    i0 = np.floor(s).astype(int)
+    f = (s - i0).reshape([-1 if a == axis else 1 for a in range(4)])
+    lo = np.take(x, np.clip(i0, 0, n - 1), axis=axis)
+    hi = np.take(x, np.clip(i0 + 1, 0, n - 1), axis=axis)
+    x = lo * (1 - f) + hi * f
+  return x
+
+
+def test_bilinear_resize_conv_values_gradients_and_constant_maps():
+  layer = cvae_gan.BilinearResizeConv(3, 4, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (2, 5, 6, 3))
+  y = layer(x)
+  assert y.shape == (2, 10, 12, 4)
+  kernel, bias = layer.conv.kernel[...], layer.conv.bias[...]
+  ref = jax.lax.conv_general_dilated(jnp.asarray(_bilinear_x2(np.asarray(x))), kernel, (1, 1),
+                                     'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
+  np.testing.assert_allclose(y, ref, atol=1e-5)
+  # The map is affine in x and in the kernel: each gradient must be the transpose of the
+  # forward's linear part (<A x, g> == <x, A^T g>), which pins it down exactly.
+  g = jax.random.normal(jax.random.key(2), y.shape)
+  graphdef, params = nnx.split(layer)
+  dx, dp = jax.vjp(lambda x_, p_: nnx.merge(graphdef, p_)(x_), x, params)[1](g)
+  np.testing.assert_allclose(float(jnp.sum(x * dx)), float(jnp.sum((y - bias) * g)), rtol=1e-4)
+  # ... and linear in (kernel, bias) together.
+  np.testing.assert_allclose(float(jnp.sum(kernel * dp['conv']['kernel'][...])
+                                   + jnp.sum(bias * dp['conv']['bias'][...])),
+                             float(jnp.sum(y * g)), rtol=1e-4)
+  assert float(jnp.abs(dx).min()) > 0  # every input pixel reaches the output
+  # A constant image stays constant (sum of the kernel plus the bias) away from the
+  # 2-pixel border of the 5x5 SAME convolution: no lattice from the upsampling itself.
+  y = layer(jnp.full((1, 8, 8, 3), 0.7))
+  want = 0.7 * jnp.sum(kernel, axis=(0, 1, 2)) + bias
+  np.testing.assert_allclose(y[0, 2:-2, 2:-2], jnp.broadcast_to(want, (12, 12, 4)), atol=1e-5)
+  assert float(jnp.abs(y[0, 0, 0] - want).max()) > 1e-3  # the zero-padded border differs
+
+
+def test_decoder_upsampling_kinds_share_parameters_and_shapes():
+  counts = {}
+  for kind in ('transposed', 'resize', 'bilinear'):
+    dec = models.Decoder(9, 64, width=0.125, upsample=kind, rngs=nnx.Rngs(0))
+    counts[kind] = num_params(dec)
+    x = dec(jax.random.normal(jax.random.key(1), (2, 64)), jax.nn.one_hot(jnp.arange(2), 9))
+    assert x.shape == (2, 64, 64, 1)
+  assert counts['transposed'] == counts['resize'] == counts['bilinear']
+  with pytest.raises(ValueError, match='bilinear'):
+    models.Decoder(9, 64, width=0.125, upsample='nearest', rngs=nnx.Rngs(0))

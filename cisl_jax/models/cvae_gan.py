@@ -14,7 +14,8 @@ Critic (discriminator with 1 output, auxiliary classifier with 9):
   (3) conv 5x5 s2, 128, BN, ReLU          (4) FC 512, BN, ReLU -> features
   (5) FC num_outputs -> logits (sigmoid / softmax are left to the losses).
 `upsample='resize'` replaces each transposed convolution by a nearest-neighbour x2
-resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefacts).
+resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefacts);
+`upsample='bilinear'` the same with a bilinear x2 resize (jax.image.resize).
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
 `fast_conv=False` runs stride-2 (transposed) convolutions as plain nnx layers; the
@@ -82,12 +83,29 @@ class ResizeConv(nnx.Module):
     return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
 
 
+class BilinearResizeConv(nnx.Module):
+  """Bilinear x2 upsampling (half-pixel centres, jax.image.resize), then a SAME 5x5
+  stride-1 convolution: ResizeConv without nearest-neighbour's 2x2 blocks."""
+
+  def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
+    self.conv = conv(in_features, out_features, 1, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    return self.conv(jax.image.resize(x, (b, 2 * h, 2 * w, c), method='bilinear'))
+
+
+UPSAMPLE = ('transposed', 'resize', 'bilinear')
+
+
 def upsampler(kind: str, in_features: int, out_features: int, rngs: nnx.Rngs,
               fast_conv: bool):
   if kind == 'resize':
     return ResizeConv(in_features, out_features, rngs)
+  if kind == 'bilinear':
+    return BilinearResizeConv(in_features, out_features, rngs)
   if kind != 'transposed':
-    raise ValueError(f"unknown upsample {kind!r}; use 'transposed' or 'resize'")
+    raise ValueError(f'unknown upsample {kind!r}; use one of {UPSAMPLE}')
   return conv_transpose(in_features, out_features, rngs, fast_conv)
 
 
