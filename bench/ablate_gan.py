@@ -16,7 +16,8 @@ precision, recall, memorised share against chance, the C2ST accuracy (0.5 =
 indistinguishable), and pre-training-only binary SE/AC on --signs (the quick
 reproduction's pretrain stage). --batch_size sets the GAN's batch only (the classifier
 stages keep the quick reproduction's); --mode_seeking_weight replaces the '+modeseek'
-arm's weight; --upsample replaces the decoder's upsampling from '+resize' on;
+arm's weight; --upsample replaces the decoder's upsampling from '+resize' on and
+--diffaugment the DiffAugment policy from '+diffaugment' on;
 --plain runs every GAN on plain nnx convolutions (config.fast_conv=False). Every
 stage keeps its folder under --workdir, so a killed run started again continues;
 finished arms are not retrained.
@@ -79,6 +80,8 @@ def gan_config(args, pieces: dict | None, steps: int, width: float):
     c.gan.improved.update(pieces)
     if args.upsample is not None and c.gan.improved.upsample != 'transposed':
       c.gan.improved.upsample = args.upsample  # the arms from '+resize' on
+    if args.diffaugment is not None and c.gan.improved.diffaugment:
+      c.gan.improved.diffaugment = args.diffaugment  # the arms from '+diffaugment' on
   return c
 
 
@@ -167,6 +170,9 @@ def main(argv=None) -> int:
   p.add_argument('--upsample', default=None, choices=('resize', 'bilinear'),
                  help="the decoder's upsampling in the arms from '+resize' on "
                  "(default: 'resize', nearest x2)")
+  p.add_argument('--diffaugment', default=None,
+                 help="the DiffAugment policy from '+diffaugment' on, e.g. 'color' "
+                 "(default: 'color,translation,cutout')")
   p.add_argument('--plain', action='store_true',
                  help='every GAN on plain nnx convolutions (config.fast_conv=False)')
   p.add_argument('--arms', default=','.join(a for a, _ in ARMS),
@@ -221,6 +227,7 @@ def main(argv=None) -> int:
   ms = '' if args.mode_seeking_weight is None else \
       f', +modeseek at weight {args.mode_seeking_weight:g}'
   ms += '' if args.upsample is None else f', upsample {args.upsample!r} from +resize on'
+  ms += '' if args.diffaugment is None else f', DiffAugment {args.diffaugment!r}'
   ms += ', plain nnx convolutions' if args.plain else ''
   text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '
           f'{args.width} and GAN batch {batch} unless named{ms}; load average at the end '
