@@ -68,7 +68,13 @@ def test_two_processes_match_one():
     for kind in ('params', 'batch_stats'):
       for a, b in zip(run['classifier'][kind], alone['classifier'][kind]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(run['gan']['losses'], alone['gan']['losses'], rtol=1e-4,
+    # The GAN's losses after its second step, looser: its sharded BatchNorm statistics and
+    # D's gradient sums are all-reduced across the processes in another order, so step 1's
+    # E+G gradient differs by ~2e-5 relative (its norm, quick config with DiffAugment
+    # 'color'), and the second step's losses by up to ~2e-4 after Adam's first update.
+    np.testing.assert_allclose(run['gan']['losses'][0], alone['gan']['losses'][0], rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(run['gan']['losses'], alone['gan']['losses'], rtol=1e-3,
                                atol=1e-5)
     for a, b in zip(run['gan']['class_means'], alone['gan']['class_means']):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
