@@ -36,7 +36,7 @@ from cisl_jax import workdir as wd
 class Stage:
   """One unit of work: runs `fn(config, workdir)` unless its metrics.json exists."""
   name: str  # 'fold<k>/<stage>', also the key in status.json
-  kind: str  # what it does: gan, generate, scratch, pretrain, finetune, ... (for the ETA)
+  kind: str  # what it does: gan, generate, ten_scratch, binary_pretrain, ... (for the ETA)
   runner: str  # which Runners method runs it
   config: Any
   workdir: pathlib.Path
@@ -235,8 +235,11 @@ def plan(config, workdir) -> list[Stage]:
   stages = []
   sign_names = [signs.canonical(s) for s in config.signs]
   for fold in config.folds:
+    # A classifier stage's kind names its task ('ten_pretrain', 'binary_pretrain'): the
+    # 10-class stages train on ~3x the patches, and one mean over both misled the ETA.
     add = lambda name, kind, runner, cfg, needs=(): stages.append(Stage(  # pylint: disable=g-long-lambda
-        wd.stage_key(fold, name), kind, runner, cfg, wd.stage_dir(workdir, fold, name),
+        wd.stage_key(fold, name), f'{cfg.task}_{kind}' if runner == 'classifier' else kind,
+        runner, cfg, wd.stage_dir(workdir, fold, name),
         tuple(wd.stage_key(fold, n) for n in needs)))
     path = lambda name: str(wd.stage_dir(workdir, fold, name))
     gen_dir = path(wd.GENERATE)
@@ -326,25 +329,38 @@ def _duration(seconds: float) -> str:
 CLASSIFIER_KINDS = ('scratch', 'pretrain', 'finetune', 'traditional', 'transfer')
 
 
+def _is_classifier(kind: str) -> bool:
+  return kind.rsplit('_', 1)[-1] in CLASSIFIER_KINDS
+
+
 def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   """Seconds left: each remaining stage costs the mean measured time of its kind (over
   every run of this workdir, in run order), leaving out the kind's first run once there
   are others: the first compiles the jitted steps, the rest reuse them (with the first
-  in, the sixth session's demo showed 21 minutes left for 11). A kind not measured yet
-  costs the mean of the measured classifier stages, chosen the same way. None while a
-  remaining kind has no estimate: the GAN's minutes say nothing of a classifier stage's
-  seconds (taking them gave "4h27m left" for 11 minutes)."""
+  in, the sixth session's demo showed 21 minutes left for 11). A classifier kind not
+  measured yet costs the mean of the measured classifier stages of its task ('ten_',
+  'binary_'), else of all, chosen the same way. None while a remaining kind has no
+  estimate: the GAN's minutes say nothing of a classifier stage's seconds (taking them
+  gave "4h27m left" for 11 minutes)."""
   by_kind: dict[str, list[float]] = {}
   for v in status.values():
     if v.get('state') == 'done' and v.get('seconds') is not None:
       by_kind.setdefault(v['kind'], []).append(v['seconds'])
   warm = {k: v[1:] or v for k, v in by_kind.items()}
   mean = {k: sum(v) / len(v) for k, v in warm.items()}
-  measured = [s for k in CLASSIFIER_KINDS for s in warm.get(k, [])]
-  fallback_mean = sum(measured) / len(measured) if measured else None
+
+  def classifier_mean(task: str | None) -> float | None:
+    runs = [s for k, v in warm.items() if _is_classifier(k) for s in v
+            if task is None or k.startswith(task + '_')]
+    return sum(runs) / len(runs) if runs else None
+
   left = 0.0
   for stage in todo:
-    seconds = mean.get(stage.kind, fallback_mean)
+    seconds = mean.get(stage.kind)
+    if seconds is None and _is_classifier(stage.kind):
+      task = stage.kind.split('_')[0] if '_' in stage.kind else None
+      seconds = classifier_mean(task) if task else None
+      seconds = seconds if seconds is not None else classifier_mean(None)
     if seconds is None:
       return None
     left += seconds

@@ -99,7 +99,9 @@ def test_plan_covers_the_protocol(tmp_path):
   # Per fold: 4 ten-class + 36 binary (scratch, pretrain, finetune, traditional per
   # sign) = 40 classifiers; the sweep adds 2 on fold 0.
   assert kinds['gan'] == 3 and kinds['generate'] == 3
-  assert sum(kinds[k] for k in ('scratch', 'pretrain', 'finetune', 'traditional')) == 120 + 2
+  methods = ('scratch', 'pretrain', 'finetune', 'traditional')
+  assert sum(kinds[f'ten_{k}'] for k in methods) == 4 * 3
+  assert sum(kinds[f'binary_{k}'] for k in methods) == 36 * 3 + 2
   scratch = next(s for s in stages if s.name == 'fold1/binary_OP_scratch')
   assert (scratch.config.mode, scratch.config.task, scratch.config.sign) == (
       'scratch', 'binary', 'OP')
@@ -112,7 +114,7 @@ def test_plan_covers_the_protocol(tmp_path):
   assert not [n for n in names if 'transfer' in n]
   with config.unlocked():
     config.transfer.weights = '/weights'
-  transfer = [s for s in reproduce.plan(config, tmp_path) if s.kind == 'transfer']
+  transfer = [s for s in reproduce.plan(config, tmp_path) if s.kind.endswith('_transfer')]
   assert len(transfer) == 3 * 3 * (9 + 1)
   assert {s.config.transfer.arch for s in transfer} == {'alexnet', 'vgg16', 'resnet101'}
   assert all(s.config.transfer.weights == '/weights' for s in transfer)
@@ -341,6 +343,19 @@ def test_eta_waits_for_a_classifier_stage_before_estimating_classifier_stages():
             'fold0/pretrain': {'state': 'done', 'kind': 'pretrain', 'seconds': 4.0}}
   # generate as measured; scratch and finetune at the measured classifier mean.
   assert reproduce._eta(todo, status) == pytest.approx(10.0 + 4.0 + 4.0)
+
+
+def test_eta_costs_a_binary_stage_by_the_binary_stages():
+  stage = lambda kind: reproduce.Stage(name=f'fold0/{kind}', kind=kind, runner='', config=None,
+                                       workdir=None)
+  done = lambda name, kind, seconds: (name, {'state': 'done', 'kind': kind, 'seconds': seconds})
+  status = dict([done('fold0/ten_scratch', 'ten_scratch', 30.0),
+                 done('fold0/ten_pretrain', 'ten_pretrain', 6.0),
+                 done('fold0/binary_GGO_scratch', 'binary_scratch', 2.0)])
+  # binary_pretrain, not measured yet: the binary stages' mean (2), not the 10-class ones'.
+  assert reproduce._eta([stage('binary_pretrain')], status) == pytest.approx(2.0)
+  assert reproduce._eta([stage('ten_finetune')], status) == pytest.approx(18.0)
+  assert reproduce._eta([stage('gan')], status) is None
 
 
 def test_eta_leaves_out_each_kinds_first_compiling_run():
