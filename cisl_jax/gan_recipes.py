@@ -27,6 +27,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from cisl_jax import losses
+from cisl_jax.models import cvae_gan
 
 RECIPES = ('paper', 'improved')
 ADVERSARIAL = ('ns', 'hinge')
@@ -68,9 +69,9 @@ def check(recipe: str, improved: Mapping[str, Any]) -> None:
   if improved['adversarial'] not in ADVERSARIAL:
     raise ValueError(f"unknown config.gan.improved.adversarial {improved['adversarial']!r}; "
                      f'use one of {ADVERSARIAL}')
-  if improved['upsample'] not in ('transposed', 'resize', 'bilinear'):
+  if improved['upsample'] not in cvae_gan.UPSAMPLE:
     raise ValueError(f"unknown config.gan.improved.upsample {improved['upsample']!r}; "
-                     "use 'transposed', 'resize' or 'bilinear'")
+                     f'use one of {cvae_gan.UPSAMPLE}')
 
 
 def generator_adversarial(fake_logits: jax.Array, kind: str) -> jax.Array:
