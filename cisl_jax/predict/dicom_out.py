@@ -60,24 +60,20 @@ def segmentation(sources: list[pydicom.Dataset], maps: np.ndarray, names: list[s
     # Lung-PET-CT-Dx): it is the scan's own value, copied as it is, not ours to rewrite.
     warnings.filterwarnings('ignore', message='The string .* is unlikely to represent the '
                             'intended person name', category=UserWarning)
-    return _segmentation(sources, pixels, names, series_number, description)
-
-
-def _segmentation(sources, pixels, names, series_number, description):
-  return hd.seg.Segmentation(
-      source_images=[_with_type2(s) for s in sources],
-      pixel_array=pixels,
-      segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
-      fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
-      segment_descriptions=[_description(i + 1, n) for i, n in enumerate(names)],
-      series_instance_uid=hd.UID(),
-      series_number=series_number,
-      sop_instance_uid=hd.UID(),
-      instance_number=1,
-      manufacturer='cisl_jax',
-      manufacturer_model_name='cisl_jax predict',
-      software_versions='0.1.0',
-      device_serial_number='none',
-      content_description=description[:64],
-      content_label='CISL_MAPS',
-      omit_empty_frames=False)
+    return hd.seg.Segmentation(
+        source_images=[_with_type2(s) for s in sources],
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
+        segment_descriptions=[_description(i + 1, n) for i, n in enumerate(names)],
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer='cisl_jax',
+        manufacturer_model_name='cisl_jax predict',
+        software_versions='0.1.0',
+        device_serial_number='none',
+        content_description=description[:64],
+        content_label='CISL_MAPS',
+        omit_empty_frames=False)
