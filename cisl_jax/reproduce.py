@@ -349,18 +349,19 @@ def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   warm = {k: v[1:] or v for k, v in by_kind.items()}
   mean = {k: sum(v) / len(v) for k, v in warm.items()}
 
-  def classifier_mean(task: str | None) -> float | None:
-    runs = [s for k, v in warm.items() if _is_classifier(k) for s in v
-            if task is None or k.startswith(task + '_')]
+  def classifier_mean(prefix: str) -> float | None:
+    runs = [s for k, v in warm.items() if _is_classifier(k) and k.startswith(prefix)
+            for s in v]
     return sum(runs) / len(runs) if runs else None
 
   left = 0.0
   for stage in todo:
     seconds = mean.get(stage.kind)
     if seconds is None and _is_classifier(stage.kind):
-      task = stage.kind.split('_')[0] if '_' in stage.kind else None
-      seconds = classifier_mean(task) if task else None
-      seconds = seconds if seconds is not None else classifier_mean(None)
+      task = stage.kind.rpartition('_')[0]  # '' for a kind that names no task
+      seconds = classifier_mean(task + '_' if task else '')
+      if seconds is None:
+        seconds = classifier_mean('')
     if seconds is None:
       return None
     left += seconds
