@@ -339,7 +339,8 @@ def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
   are others: the first compiles the jitted steps, the rest reuse them (with the first
   in, the sixth session's demo showed 21 minutes left for 11). A classifier kind not
   measured yet costs the mean of the measured classifier stages of its task ('ten_',
-  'binary_'), else of all, chosen the same way. None while a remaining kind has no
+  'binary_'), any other kind not measured yet the mean of all of them, chosen the same
+  way. None while a remaining kind has no
   estimate: the GAN's minutes say nothing of a classifier stage's seconds (taking them
   gave "4h27m left" for 11 minutes)."""
   by_kind: dict[str, list[float]] = {}
@@ -360,8 +361,8 @@ def _eta(todo: list[Stage], status: dict[str, dict]) -> float | None:
     if seconds is None and _is_classifier(stage.kind):
       task = stage.kind.rpartition('_')[0]  # '' for a kind that names no task
       seconds = classifier_mean(task + '_' if task else '')
-      if seconds is None:
-        seconds = classifier_mean('')
+    if seconds is None:  # any other kind not measured yet (e.g. the quality stage)
+      seconds = classifier_mean('')
     if seconds is None:
       return None
     left += seconds
