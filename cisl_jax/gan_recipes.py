@@ -16,7 +16,9 @@ ablation can add them one at a time; `config.gan.improved` holds them):
   pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
   upsample: the decoder's 'transposed' convolutions, 'resize' (nearest x2, then conv)
       or 'bilinear' (bilinear x2, then conv);
-  mode_seeking_weight: MSGAN's mode-seeking term on prior samples of the same sign.
+  mode_seeking_weight: MSGAN's mode-seeking term on prior samples of the same sign;
+  classifier_augment: DiffAugment policy for the auxiliary classifier's real input in
+      its own update (step 1 of the iteration), against C memorising the real patches.
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
 from typing import Any, Mapping
@@ -52,6 +54,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
   c.upsample = 'resize'  # decoder upsampling: 'transposed', 'resize' or 'bilinear'
   c.mode_seeking_weight = 0.0  # MSGAN mode-seeking term on prior samples (0: off)
+  c.classifier_augment = ''  # DiffAugment on C's real input in C's update ('': off)
   return c
 
 
@@ -59,7 +62,7 @@ def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`c` with every piece off: the improved recipe then computes the paper's objective."""
   c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
   c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
-  c.mode_seeking_weight = 0.0
+  c.mode_seeking_weight, c.classifier_augment = 0.0, ''
   return c
 
 

@@ -185,3 +185,10 @@ def test_mode_seeking_weight_adds_its_term():
                              gan_recipes.improved_generator_loss(terms, weights, off)
                              + 2.0 * terms['mode_seeking'], rtol=1e-6)
   assert gan_recipes.all_off(on).mode_seeking_weight == 0
+
+
+def test_classifier_augment_is_off_by_default_and_by_all_off():
+  assert gan_recipes.improved_config().classifier_augment == ''
+  on = gan_recipes.improved_config()
+  on.classifier_augment = 'color,translation'
+  assert gan_recipes.all_off(on).classifier_augment == ''

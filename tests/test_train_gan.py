@@ -157,3 +157,39 @@ def test_fig3_labels_every_row_and_marks_signs_without_real_patches(tmp_path):
                        rng.uniform(-1, 1, (18, 64, 64, 1)), fake_labels, 2,
                        str(tmp_path / 'fig3.png'))
   assert os.path.getsize(path) > 1000
+
+
+def test_classifier_augment_changes_only_cs_input_and_is_keyed():
+  """classifier_augment '' is the iteration as it was before the piece existed (a
+  recorded recipe without the field), bit for bit; on, it changes C's update, the same
+  way for the same key and another way for another key."""
+  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
+           'label': np.arange(8, dtype=np.int32) % 9}
+  c = tiny_config()
+  tx = gan.make_optimizer(c)
+  weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
+  momentum = float(c.gan.class_mean_momentum)
+
+  def one_step(recipe, key=1):
+    graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
+    step = gan._make_train_step(tx, weights, momentum, recipe)  # pylint: disable=protected-access
+    state, _ = step(graphdef, state, batch, jax.random.PRNGKey(key))
+    return state['params']
+
+  recipe = dict(gan.recipe_settings(c))
+  assert recipe['classifier_augment'] == ''
+  before = tuple(sorted((k, v) for k, v in recipe.items() if k != 'classifier_augment'))
+  off, old = one_step(tuple(sorted(recipe.items()))), one_step(before)
+  for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
+    np.testing.assert_array_equal(x, y)
+  on_recipe = tuple(sorted({**recipe, 'classifier_augment': 'color,translation'}.items()))
+  on, again, other = one_step(on_recipe), one_step(on_recipe), one_step(on_recipe, key=2)
+  for x, y in zip(jax.tree.leaves(on), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(x, y)
+  differs = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(
+      jax.tree.leaves(a['classifier']), jax.tree.leaves(b['classifier'])))
+  assert differs(on, off)
+  # Another key draws other noise everywhere; with augmentation off C's update sees no
+  # noise at all, so C differs between keys only through the augmentation.
+  assert not differs(off, one_step(tuple(sorted(recipe.items())), key=2))
+  assert differs(on, other)

@@ -81,3 +81,8 @@ def test_a_field_added_later_matches_its_old_value_only(tmp_path):
   config['gan']['improved']['mode_seeking_weight'] = 1.0
   assert wd.config_changes(tmp_path, config) == [
       "gan.improved.mode_seeking_weight: '<absent>' in config.json, 1.0 now"]
+  config['gan']['improved'].update(mode_seeking_weight=0.0, classifier_augment='')
+  assert wd.config_changes(tmp_path, config) == []
+  config['gan']['improved']['classifier_augment'] = 'color'
+  assert wd.config_changes(tmp_path, config) == [
+      "gan.improved.classifier_augment: '<absent>' in config.json, 'color' now"]

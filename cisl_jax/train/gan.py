@@ -1,7 +1,8 @@
 """CVAE-GAN training: one fused, jitted iteration updating C, D and encoder+decoder.
 
 One iteration does the same work as the Keras peer's `cvaegan` step:
-  1. the auxiliary classifier C: cross-entropy on the real batch;
+  1. the auxiliary classifier C: cross-entropy on the real batch (DiffAugmented when
+     the improved recipe's classifier_augment is on);
   2. the discriminator D: real as real, reconstruction and prior sample as fake;
   3. encoder E + decoder G together: weighted KL, L2 reconstruction, pairwise feature
      matching on D and C features, mean feature matching of prior samples on D
@@ -105,6 +106,9 @@ def _make_train_step(tx, weights, momentum, recipe):
   weights = dict(weights)
   improved = dict(recipe) if recipe is not None else None
   policy = diffaugment.parse_policy(improved['diffaugment']) if improved else ()
+  # .get: a workdir written before the piece existed has no such field.
+  c_policy = diffaugment.parse_policy(improved.get('classifier_augment', '')) \
+      if improved else ()
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
@@ -129,9 +133,13 @@ def _make_train_step(tx, weights, momentum, recipe):
     y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
     opt = state['opt_state']
 
-    # 1. Auxiliary classifier on real patches.
+    # 1. Auxiliary classifier on real patches (DiffAugmented with classifier_augment on,
+    # keyed apart from D's draws; the later forward's C features see the plain patches).
+    x_c = diffaugment.diff_augment(jax.random.fold_in(key, 3), x, c_policy) if c_policy \
+        else x
+
     def c_loss(pc):
-      (logits, _), bs = run('classifier', pc, stats['classifier'], x)
+      (logits, _), bs = run('classifier', pc, stats['classifier'], x_c)
       return losses.classifier_loss(logits, y), (bs, logits)
 
     (loss_c, (stats['classifier'], logits_c)), grad_c = jax.value_and_grad(
