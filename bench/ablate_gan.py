@@ -1,4 +1,5 @@
-"""Ablation of the CVAE-GAN recipe: the paper's objective, then one piece added at a time.
+"""Ablation of the CVAE-GAN recipe: the paper's objective, then one piece added at a time;
+or the current quick config against variants of it.
 
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate --arms= \
@@ -9,6 +10,14 @@
       --mode_seeking_weight=0.25      # every piece plus mode seeking at weight 0.25
   python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_bl --arms=+modeseek \
       --mode_seeking_weight=0.25 --upsample=bilinear   # the same, bilinear x2 upsampling
+  python bench/ablate_gan.py --data_dir=data --workdir=workdir/ablate_v --steps=600 \
+      --variants="base;improved.class_weight=0.3;improved.classifier_augment='color'"
+--variants runs, instead of the cumulative arms (add --arms=... to run those too), arms
+that are configs/train_gan.py:quick exactly (every piece at its quick setting, recipe
+'improved') plus overrides: arms separated by ';', an arm's overrides by '&', each a
+dotted path under config.gan '=' a Python literal ('base': none), e.g.
+'improved.mode_seeking_weight=0.5&loss_weights.kl=1.0'. --steps, --width, --batch_size
+and --plain apply to them too; --mode_seeking_weight, --upsample and --diffaugment do not.
 Same data (one fold of the built dataset), seed and budget for every arm. Each arm
 trains a GAN (quick width and lr), generates --per_sign patches per sign and measures,
 against the real training patches: overall FD beside its real-vs-real floor,
@@ -28,9 +37,11 @@ load) are in its row.
 Expected runtime, 2 quiet CPU cores: ~5 minutes per arm at 800 iterations.
 """
 import argparse
+import ast
 import json
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -82,6 +93,55 @@ def gan_config(args, pieces: dict | None, steps: int, width: float):
       c.gan.improved.upsample = args.upsample  # the arms from '+resize' on
     if args.diffaugment is not None and c.gan.improved.diffaugment:
       c.gan.improved.diffaugment = args.diffaugment  # the arms from '+diffaugment' on
+  return c
+
+
+def parse_variants(text: str) -> list[tuple[str, dict]]:
+  """'base;improved.x=1&loss_weights.kl=1.0' -> [('base', {}), (that arm, {path: value})].
+
+  Values are Python literals (strings quoted); a path's existence is checked against the
+  quick config, and its type by ConfigDict when the arm's config is built.
+  """
+  quick = common.load_config('train_gan', 'quick').gan
+  variants = []
+  for arm in (a.strip() for a in text.split(';')):
+    if not arm:
+      continue
+    overrides = {}
+    for item in ([] if arm == 'base' else arm.split('&')):
+      path, sep, value = item.partition('=')
+      path = path.strip()
+      node = quick
+      for part in path.split('.')[:-1]:
+        node = node.get(part) if hasattr(node, 'get') else None
+      if not sep or not hasattr(node, 'get') or path.split('.')[-1] not in node:
+        raise ValueError(f'variant {arm!r}: {item!r} is not <path under config.gan>=<value> '
+                         'for a path of configs/train_gan.py:quick')
+      try:
+        overrides[path] = ast.literal_eval(value.strip())
+      except (ValueError, SyntaxError) as e:
+        raise ValueError(f'variant {arm!r}: {value.strip()!r} is not a Python literal '
+                         "(quote strings: improved.diffaugment='color')") from e
+    variants.append((arm, overrides))
+  return variants
+
+
+def variant_config(args, overrides: dict, steps: int, width: float):
+  """configs/train_gan.py:quick with the run's data, fold, seed, budget and `overrides`."""
+  c = common.load_config('train_gan', 'quick')
+  c.unlock()
+  c.data_dir, c.fold, c.seed, c.num_steps, c.width = args.data_dir, args.fold, args.seed, \
+      steps, width
+  if args.batch_size is not None:
+    c.batch_size = args.batch_size
+  if args.plain:
+    c.fast_conv = False
+  for path, value in overrides.items():
+    *parents, leaf = path.split('.')
+    node = c.gan
+    for part in parents:
+      node = node[part]
+    node[leaf] = value  # ConfigDict refuses a value of another type
   return c
 
 
@@ -175,14 +235,24 @@ def main(argv=None) -> int:
                  "(default: 'color,translation,cutout')")
   p.add_argument('--plain', action='store_true',
                  help='every GAN on plain nnx convolutions (config.fast_conv=False)')
-  p.add_argument('--arms', default=','.join(a for a, _ in ARMS),
-                 help='arms to run, in ARMS order (cumulative); empty: none')
+  p.add_argument('--arms', default=None,
+                 help='arms to run, in ARMS order (cumulative); empty: none (default: '
+                 'all of them, or none with --variants)')
+  p.add_argument('--variants', default='',
+                 help="arms of the quick config plus overrides, e.g. "
+                 "\"base;improved.class_weight=0.3&loss_weights.kl=1.0\" (see above)")
   p.add_argument('--budget', default='', help='iterations of the budget curve of the '
                  'last arm, e.g. 800,1600,3200,6400 (empty: no curve)')
   p.add_argument('--wide', type=float, default=0.0, help='also the last arm at this width')
   p.add_argument('--signs', default='GGO,CV', help='signs of the binary pre-training')
   p.add_argument('--per_sign', type=int, default=256, help='generated patches per sign')
   args = p.parse_args(argv)
+  if args.arms is None:
+    args.arms = '' if args.variants else ','.join(a for a, _ in ARMS)
+  try:
+    variants = parse_variants(args.variants)
+  except ValueError as e:
+    p.error(str(e))
   wanted = [a for a in args.arms.split(',') if a]
   unknown = set(wanted) - {a for a, _ in ARMS}
   if unknown:
@@ -195,24 +265,29 @@ def main(argv=None) -> int:
   classifier.train_and_evaluate(classifier_config(args, num_steps=160), str(feat_dir))
   features = quality_stage.classifier_features(str(feat_dir))
 
-  runs, pieces = [], None
+  runs, pieces, last = [], None, None  # (name, the GAN's config)
   for name, add in ARMS:
     if name == '+modeseek' and args.mode_seeking_weight is not None:
       add = dict(mode_seeking_weight=args.mode_seeking_weight)
     pieces = None if add is None else {**(pieces or {}), **add}
     if name in wanted:
-      runs.append((name, pieces, args.steps, args.width))
-  last = pieces if not wanted else runs[-1][1]
+      runs.append((name, gan_config(args, pieces, args.steps, args.width)))
+      last = pieces
+  last = pieces if not wanted else last
   for steps in [int(s) for s in args.budget.split(',') if s]:
-    runs.append((f'budget {steps}', last, steps, args.width))
+    runs.append((f'budget {steps}', gan_config(args, last, steps, args.width)))
   if args.wide:
-    runs.append((f'width {args.wide}', last, args.steps, args.wide))
+    runs.append((f'width {args.wide}', gan_config(args, last, args.steps, args.wide)))
+  for name, overrides in variants:
+    runs.append((name, variant_config(args, overrides, args.steps, args.width)))
   rows = []
-  for name, arm_pieces, steps, width in runs:
-    slug = name.replace('+', '').replace(' ', '_')
+  for name, config in runs:
+    slug = re.sub(r'[^A-Za-z0-9._=-]', '_', name.replace('+', '').replace(' ', '_'))
+    if name in dict(variants):
+      slug = 'variant_' + slug  # apart from the cumulative arms' folders
     # The budget curve extends one run: budget_<n> folders share one GAN workdir.
     gan_dir = work / ('budget' if name.startswith('budget') else slug) / 'gan'
-    train_gan(gan_config(args, arm_pieces, steps, width), gan_dir)
+    train_gan(config, gan_dir)
     arm_dir = work / slug
     if name.startswith('budget'):
       # Measure a copy-free view: the generate/pretrain stages of this budget live apart.
@@ -229,6 +304,8 @@ def main(argv=None) -> int:
   ms += '' if args.upsample is None else f', upsample {args.upsample!r} from +resize on'
   ms += '' if args.diffaugment is None else f', DiffAugment {args.diffaugment!r}'
   ms += ', plain nnx convolutions' if args.plain else ''
+  ms += ('; variant arms: configs/train_gan.py:quick plus the overrides named (base: none)'
+         if variants else '')
   text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '
           f'{args.width} and GAN batch {batch} unless named{ms}; load average at the end '
           f'{load}.\n\n{table(rows)}\n')
