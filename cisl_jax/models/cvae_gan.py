@@ -18,19 +18,23 @@ resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefa
 `upsample='bilinear'` the same with a bilinear x2 resize (jax.image.resize).
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
-`fast_conv=False` runs stride-2 (transposed) convolutions as plain nnx layers; the
-default computes the same maps in forms fast on XLA's CPU backend (layers.py).
+`fast_conv=False` runs stride-2 (transposed) convolutions and the nearest resize as
+plain nnx layers; the default computes the same maps in forms fast on XLA's CPU backend
+(layers.py).
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cisl_jax.models.layers import apply_conv
 from cisl_jax.models.layers import batch_norm
 from cisl_jax.models.layers import conv
 from cisl_jax.models.layers import conv_transpose
 from cisl_jax.models.layers import down_blocks
+from cisl_jax.models.layers import resize_conv_stride1
 from cisl_jax.models.layers import run_blocks
 from cisl_jax.models.layers import scaled
+from cisl_jax.models.layers import upsample_nearest2
 
 LEAK = 0.2
 
@@ -74,13 +78,22 @@ class Encoder(nnx.Module):
 
 
 class ResizeConv(nnx.Module):
-  """Nearest-neighbour x2 upsampling, then a SAME 5x5 stride-1 convolution."""
+  """Nearest-neighbour x2 upsampling, then a SAME 5x5 stride-1 convolution.
 
-  def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
-    self.conv = conv(in_features, out_features, 1, rngs)
+  `fast_conv=True` computes it without the upsampled map, as one 3x3 convolution at the
+  low resolution to the 4 output phases (layers.resize_conv_stride1); the same kernel and
+  bias either way, so checkpoints move between the two.
+  """
+
+  def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs,
+               fast_conv: bool = True):
+    self.conv = conv(in_features, out_features, 1, rngs, fast_conv)
+    self.fast_conv = fast_conv
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+    if self.fast_conv and x.ndim == 4:
+      return apply_conv(self.conv, x, resize_conv_stride1)
+    return self.conv(upsample_nearest2(x))
 
 
 class BilinearResizeConv(nnx.Module):
@@ -101,7 +114,7 @@ UPSAMPLE = ('transposed', 'resize', 'bilinear')
 def upsampler(kind: str, in_features: int, out_features: int, rngs: nnx.Rngs,
               fast_conv: bool):
   if kind == 'resize':
-    return ResizeConv(in_features, out_features, rngs)
+    return ResizeConv(in_features, out_features, rngs, fast_conv)
   if kind == 'bilinear':
     return BilinearResizeConv(in_features, out_features, rngs)
   if kind != 'transposed':

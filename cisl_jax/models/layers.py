@@ -7,6 +7,8 @@ computed in forms that XLA's CPU backend runs on its fast (non-dilated) convolut
 path (`conv_stride2`, `conv_transpose_stride2`), and `TapSumConv` for a 1-channel
 image's stride-1 convolution to a few features (`conv_tap_sum`); `fast=False` gives the
 plain nnx layers, for before/after measurements. Networks take the choice as `fast_conv`.
+`resize_conv_stride1` is nearest x2 upsampling plus a 5x5 stride-1 convolution in the
+same sub-pixel form (the decoder's 'resize' upsampling, cvae_gan.ResizeConv).
 """
 import functools
 
@@ -216,7 +218,40 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _depth_to_space(y, o)
 
 
-def _apply(layer: nnx.Conv | nnx.ConvTranspose, x: jax.Array, op) -> jax.Array:
+# Nearest x2 upsampling then a 5x5 SAME conv, per output phase p (0 or 1 along an
+# axis): tap t (offset t - 2) reads the low-res pixel at offset floor((p + t - 2) / 2),
+# -1,-1,0,0,1 for phase 0 and -1,0,0,1,1 for phase 1. _RESIZE_TAPS[p, d + 1, t] is 1
+# where tap t lands on low-res offset d.
+_RESIZE_TAPS = np.array([[[1.0 if (p + t - 2) // 2 == d else 0.0 for t in range(5)]
+                          for d in (-1, 0, 1)] for p in (0, 1)], np.float32)
+
+
+def upsample_nearest2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2 upsampling of an NHWC map (each pixel to a 2x2 block)."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def resize_conv_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`lax.conv_general_dilated(upsample_nearest2(x), kernel, (1, 1), 'SAME')`, 5x5 HWIO.
+
+  Sub-pixel form: the upsampled map is never built. Each output phase (py, px) is a 3x3
+  stride-1 convolution of x at the low resolution whose taps are sums of the 5x5 taps
+  that read the same low-res pixel; the 4 phases are one convolution to 4*O channels,
+  then depth-to-space (2.8x fewer multiply-adds). Gradients by autodiff (stride-1
+  convolutions; the kernel's through the fixed tap-summing matrix).
+  """
+  if kernel.shape[:2] != (5, 5):
+    raise ValueError(f'resize_conv_stride1 takes a 5x5 kernel, got {kernel.shape}')
+  o = kernel.shape[3]
+  taps = jnp.asarray(_RESIZE_TAPS, kernel.dtype)
+  # (dy, dx, I, py, px, O): phase (py, px) of output channel o at depth-to-space's order.
+  w = jnp.einsum('avt,bus,tsio->vuiabo', taps, taps, kernel)
+  w = w.reshape(3, 3, kernel.shape[2], 4 * o)
+  y = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+  return _depth_to_space(y, o)
+
+
+def apply_conv(layer: nnx.Conv | nnx.ConvTranspose, x: jax.Array, op) -> jax.Array:
   """`op(x, kernel)` plus the bias in the layer's dtype, as nnx's own call computes it."""
   kernel = layer.kernel[...]
   dtype = jnp.result_type(x, kernel) if layer.dtype is None else layer.dtype
@@ -235,7 +270,7 @@ class Conv2x(nnx.Conv):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
       return super().__call__(x)
-    return _apply(self, x, conv_stride2)
+    return apply_conv(self, x, conv_stride2)
 
 
 class TapSumConv(nnx.Conv):
@@ -250,7 +285,7 @@ class TapSumConv(nnx.Conv):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] != 1 or jax.default_backend() != 'cpu':
       return super().__call__(x)
-    return _apply(self, x, conv_tap_sum)
+    return apply_conv(self, x, conv_tap_sum)
 
 
 class ConvTranspose2x(nnx.ConvTranspose):
@@ -264,7 +299,7 @@ class ConvTranspose2x(nnx.ConvTranspose):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4:
       return super().__call__(x)
-    return _apply(self, x, conv_transpose_stride2)
+    return apply_conv(self, x, conv_transpose_stride2)
 
 
 def conv(in_features: int, out_features: int, stride: int, rngs: nnx.Rngs,
