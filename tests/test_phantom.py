@@ -268,3 +268,15 @@ def test_a_nodule_with_a_subsolid_margin_is_densest_at_its_core():
   rim = _disc(img[(0.4, 0.4)], x, y, 0.75 * r, 0.9 * r).mean()
   assert core > 0 and rim < core - 200  # solid core, partly sub-solid rim
   assert _disc(img[None], x, y, 0.75 * r, 0.9 * r).mean() > rim + 200  # even without
+
+
+def test_files_do_not_depend_on_the_number_of_worker_processes(tmp_path):
+  kw = dict(seed=5, num_patients=3, counts={'GGO': 1, 'CV': 1, 'AB': 1, 'OP': 1},
+            num_oversized=1, size=256)
+  one = phantom.write_phantom(tmp_path / 'one', workers=1, **kw).parent
+  two = phantom.write_phantom(tmp_path / 'two', workers=2, **kw).parent
+  files = sorted(f.relative_to(one) for f in one.rglob('*') if f.is_file())
+  assert len([f for f in files if f.suffix == '.dcm']) >= 3
+  assert files == sorted(f.relative_to(two) for f in two.rglob('*') if f.is_file())
+  for f in files:
+    assert (one / f).read_bytes() == (two / f).read_bytes(), f

@@ -14,9 +14,12 @@ Planning (which sign goes where, with which box) is separate from drawing, so
 signs are drawn by `phantom_anatomy` and `phantom_signs`; SIGNS.md describes the
 looks they imitate. Results on the phantom are results on a phantom.
 """
+import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import json
+import multiprocessing
 import os
 import pathlib
 import time
@@ -158,15 +161,20 @@ def patient_anatomy(seed: int, index: int, size: int = 512) -> pa.Anatomy:
   return pa.make_anatomy(_rngs(seed, index)[0], size, patient_scan(seed, index, size).spacing)
 
 
+def _patient(seed, index, boxes, size, signs_per_slice, free_slices, noise_hu=18.0):
+  """(PlannedPatient, Anatomy) of patient `index`: its own seeded streams only."""
+  scan = patient_scan(seed, index, size, noise_hu)
+  anat = pa.make_anatomy(_rngs(seed, index)[0], size, scan.spacing)
+  plan_rng = _rngs(seed, index)[1]
+  return _plan_patient(seed, index, anat, scan, boxes, plan_rng, signs_per_slice,
+                       free_slices), anat
+
+
 def _patients(seed, num_patients, counts, num_oversized, size, signs_per_slice,
               free_slices, noise_hu=18.0):
   """Yields (PlannedPatient, Anatomy) per patient, in order."""
   for index, boxes in enumerate(_assign(seed, num_patients, counts, num_oversized)):
-    scan = patient_scan(seed, index, size, noise_hu)
-    anat = pa.make_anatomy(_rngs(seed, index)[0], size, scan.spacing)
-    plan_rng = _rngs(seed, index)[1]
-    yield _plan_patient(seed, index, anat, scan, boxes, plan_rng, signs_per_slice,
-                        free_slices), anat
+    yield _patient(seed, index, boxes, size, signs_per_slice, free_slices, noise_hu)
 
 
 def plan_phantom(*, seed: int = 0, num_patients: int = 120,
@@ -202,9 +210,15 @@ def iter_slices(*, seed: int = 0, num_patients: int = 120,
                        free_slices)
   for patient, anat in _patients(seed, num_patients, counts, num_oversized, size,
                                  signs_per_slice, free_slices, noise_hu):
-    base = pa.render_base(anat, _rngs(seed, patient.index)[2])
-    for planned in patient.slices:
-      yield patient, planned, render_slice(seed, patient, planned, anat, base)
+    for planned, hu in _patient_slices(seed, patient, anat):
+      yield patient, planned, hu
+
+
+def _patient_slices(seed, patient: PlannedPatient, anat: pa.Anatomy):
+  """Yields (PlannedSlice, HU pixels) of one patient's slices, in file order."""
+  base = pa.render_base(anat, _rngs(seed, patient.index)[2])
+  for planned in patient.slices:
+    yield planned, render_slice(seed, patient, planned, anat, base)
 
 
 def _uid(seed, *parts):
@@ -263,11 +277,47 @@ def _manifest_rows(patient: PlannedPatient):
       yield (patient.patient_id, planned.path, s.sign, *s.box)
 
 
+def _write_patient(tmp: pathlib.Path, seed: int, index: int, boxes, patient_kw: dict):
+  """Renders and writes one patient's slices (one worker task); returns its manifest
+  rows, its oversized boxes and its slice count."""
+  patient, anat = _patient(seed, index, boxes, **patient_kw)
+  (tmp / patient.patient_id).mkdir(exist_ok=True)
+  for planned, hu in _patient_slices(seed, patient, anat):
+    write_dicom(tmp / planned.path, hu, seed=seed, patient=patient, planned=planned)
+  oversized = [dict(path=p.path, box=s.box) for p in patient.slices for s in p.signs
+               if s.oversized]
+  return list(_manifest_rows(patient)), oversized, len(patient.slices)
+
+
+@contextlib.contextmanager
+def _patient_map(workers: int):
+  """`map` over patients: in this process for one worker, else over spawned processes.
+
+  Spawned, not forked: the caller may hold TensorFlow's or JAX's threads. Every patient
+  draws from its own seeded streams, so the files do not depend on the worker count.
+  """
+  if workers <= 1:
+    yield map
+    return
+  pool = concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context('spawn'))
+  try:
+    yield pool.map
+  finally:  # after a failure, the patients not yet started are dropped, not rendered
+    pool.shutdown(cancel_futures=True)
+
+
+def default_workers() -> int:
+  """The cores this process may use."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
+      os.cpu_count() or 1)
+
+
 def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: int = 120,
                   counts: Mapping[str, int] | None = None, num_oversized: int = 4,
                   size: int = 512, noise_hu: float = 18.0, signs_per_slice: int = 2,
                   free_slices: tuple[int, int] = (1, 2),
-                  overwrite: bool = False) -> pathlib.Path:
+                  overwrite: bool = False, workers: int | None = None) -> pathlib.Path:
   """Writes the phantom (DICOM slices + manifest.csv + phantom.json) to `out_dir`.
 
   Args:
@@ -284,6 +334,8 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
     signs_per_slice: at most this many boxes on one slice.
     free_slices: (min, max) box-free slices per patient.
     overwrite: replace an existing non-empty `out_dir`.
+    workers: processes rendering patients side by side (default: every core this process
+      may use, at most one per patient); the files are the same for any number.
 
   Returns:
     The path of the manifest CSV.
@@ -298,23 +350,23 @@ def write_phantom(out_dir: str | os.PathLike, *, seed: int = 0, num_patients: in
     tmp = pathlib.Path(tmp)
     rows, oversized, n_slices = [], [], 0
     start = time.time()
-    slices = iter_slices(seed=seed, num_patients=num_patients, counts=counts,
-                         num_oversized=num_oversized, size=size, noise_hu=noise_hu,
-                         signs_per_slice=signs_per_slice, free_slices=free_slices)
-    for patient, planned, hu in slices:
-      (tmp / patient.patient_id).mkdir(exist_ok=True)
-      write_dicom(tmp / planned.path, hu, seed=seed, patient=patient, planned=planned)
-      oversized += [dict(path=planned.path, box=s.box) for s in planned.signs if s.oversized]
-      n_slices += 1
-      if planned is not patient.slices[-1]:
-        continue
-      rows += _manifest_rows(patient)
-      done = patient.index + 1
-      if done % 20 == 0 or done == num_patients:
+    patient_kw = dict(size=size, signs_per_slice=signs_per_slice, free_slices=free_slices,
+                      noise_hu=noise_hu)
+    assigned = _assign(seed, num_patients, counts, num_oversized)
+    workers = min(default_workers() if workers is None else workers, num_patients)
+    with _patient_map(workers) as map_fn:
+      written = map_fn(_write_patient, [tmp] * num_patients, [seed] * num_patients,
+                       range(num_patients), assigned, [patient_kw] * num_patients)
+      for done, (patient_rows, patient_oversized, count) in enumerate(written, start=1):
+        rows += patient_rows
+        oversized += patient_oversized
+        n_slices += count
+        if done % 20 and done != num_patients:
+          continue
         rate = n_slices / max(time.time() - start, 1e-6)
         eta = (num_patients - done) * (time.time() - start) / done
         terminal.status(f'phantom: {done}/{num_patients} patients, {n_slices} slices, '
-                        f'{rate:.1f} slices/s, ETA {eta:.0f} s')
+                        f'{rate:.1f} slices/s on {workers} processes, ETA {eta:.0f} s')
     with open(tmp / MANIFEST, 'w', newline='') as f:
       writer = csv.writer(f)
       writer.writerow(COLUMNS)
