@@ -280,3 +280,11 @@ def test_files_do_not_depend_on_the_number_of_worker_processes(tmp_path):
   assert files == sorted(f.relative_to(two) for f in two.rglob('*') if f.is_file())
   for f in files:
     assert (one / f).read_bytes() == (two / f).read_bytes(), f
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_small_slices_render_for_any_seed(seed):
+  # At 128-256 px the pleural band holds no pixel; a scar must then start inside the lung.
+  got = list(phantom.iter_slices(seed=seed, num_patients=2, counts={'GGO': 1, 'PI': 1},
+                                 num_oversized=0, size=128))
+  assert got and all(hu.shape == (128, 128) for _, _, hu in got)

@@ -335,7 +335,8 @@ def _confounders(img, anat, rng, scan, lungf, hu, z):
   # with no nodule at its end).
   pleura = _pleura_points(anat)
   for _ in range(rng.poisson(1.0)):
-    if rng.random() < 0.5:
+    # Below ~384 px the pleural band can hold no pixel; the scar then starts inside.
+    if rng.random() < 0.5 and len(pleura[0]):
       i = rng.integers(len(pleura[0]))
       x, y = float(pleura[1][i]), float(pleura[0][i])
       cx, cy = anat.centroids[int(anat.lung[pleura[0][i], pleura[1][i]]) - 1]
