@@ -197,7 +197,8 @@ def training_curves(workdir, stages: dict[str, str], path) -> pathlib.Path | Non
       if len(panel.tags) > 1:
         ax.legend(fontsize=6, loc='best')
   fig.suptitle(f'Training curves, fold {min(folds)}: one panel per loss', fontsize=10)
-  fig.tight_layout()
+  # Keep the top 0.35 inch for the suptitle, or the first row's titles run into it.
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
   return _save(fig, path)
 
 
