@@ -11,6 +11,7 @@ ablation can add them one at a time; `config.gan.improved` holds them):
       (non-saturating) or 'hinge'; D's own loss follows the same kind;
   diffaugment: DiffAugment policy for every D input (cisl_jax/diffaugment.py);
   lecam_weight, lecam_decay: LeCam regularisation of D (Tseng et al. 2021);
+  r1_gamma: R1 gradient penalty of D on real inputs (Mescheder et al. 2018);
   ema_decay: an exponential moving average of the decoder, used for sampling;
   class_weight: the auxiliary classifier's cross-entropy on prior samples (AC-GAN);
   pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
@@ -21,7 +22,7 @@ ablation can add them one at a time; `config.gan.improved` holds them):
       its own update (step 1 of the iteration), against C memorising the real patches.
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.diffaugment = 'color,translation,cutout'  # DiffAugment on every D input ('': off)
   c.lecam_weight = 0.01  # LeCam regulariser of D (0: off)
   c.lecam_decay = 0.99  # EMA decay of D's mean logits, LeCam's anchors
+  c.r1_gamma = 0.0  # R1 penalty of D on its real inputs, gamma / 2 * E||grad||^2 (0: off)
   c.ema_decay = 0.999  # EMA of the decoder for sampling (0: off; warmed up over early steps)
   c.class_weight = 1.0  # auxiliary classifier's cross-entropy on prior samples (0: off)
   c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
@@ -62,7 +64,7 @@ def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`c` with every piece off: the improved recipe then computes the paper's objective."""
   c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
   c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
-  c.mode_seeking_weight, c.classifier_augment = 0.0, ''
+  c.mode_seeking_weight, c.classifier_augment, c.r1_gamma = 0.0, '', 0.0
   return c
 
 
@@ -119,6 +121,26 @@ def lecam(real_logits: jax.Array, fake_logits: jax.Array, anchors: Mapping[str, 
   new = {'real': decay * anchors['real'] + (1 - decay) * jnp.mean(real_logits),
          'fake': decay * anchors['fake'] + (1 - decay) * jnp.mean(fake_logits)}
   return reg, jax.lax.stop_gradient(new)
+
+
+def r1_penalty(logits_and_aux: Callable[[jax.Array], tuple[jax.Array, Any]],
+               images: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
+  """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 / 2 on real inputs, with D's output.
+
+  `logits_and_aux(images) -> (logits, aux)` is D on the (augmented) real batch; returns
+  (penalty, logits, aux), so that the forward which feeds D's other losses is this one.
+  Penalising D's slope at the data keeps it from growing sharp around a few hundred real
+  patches, the usual cause of a small-data GAN's training collapse. The gradient is that
+  of the batch's summed logits: with BatchNorm in D (the paper's critic) each input's
+  gradient also carries its share of the batch statistics.
+  """
+  def summed(x):
+    logits, aux = logits_and_aux(x)
+    return jnp.sum(logits), (logits, aux)
+
+  grad, (logits, aux) = jax.grad(summed, has_aux=True)(images)
+  penalty = 0.5 * jnp.mean(jnp.sum(jnp.square(grad).reshape(grad.shape[0], -1), axis=-1))
+  return penalty, logits, aux
 
 
 def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:

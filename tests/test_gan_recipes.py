@@ -192,3 +192,23 @@ def test_classifier_augment_is_off_by_default_and_by_all_off():
   on = gan_recipes.improved_config()
   on.classifier_augment = 'color,translation'
   assert gan_recipes.all_off(on).classifier_augment == ''
+
+
+def test_r1_penalty_is_half_the_mean_squared_input_gradient():
+  x = images(3)
+  w = jax.random.normal(jax.random.PRNGKey(5), x.shape[1:])
+  linear = lambda img: (jnp.sum(img * w, axis=(1, 2, 3)), 'aux')
+  penalty, logits, aux = gan_recipes.r1_penalty(linear, x)
+  np.testing.assert_allclose(penalty, 0.5 * jnp.sum(w * w), rtol=1e-5)
+  np.testing.assert_allclose(logits, linear(x)[0], rtol=1e-6)
+  assert aux == 'aux'
+  quadratic = lambda img: (jnp.sum(img * img, axis=(1, 2, 3)), None)  # gradient 2x
+  np.testing.assert_allclose(gan_recipes.r1_penalty(quadratic, x)[0],
+                             0.5 * jnp.mean(jnp.sum(4 * x * x, axis=(1, 2, 3))), rtol=1e-5)
+
+
+def test_r1_is_off_by_default_and_by_all_off():
+  assert gan_recipes.improved_config().r1_gamma == 0
+  on = gan_recipes.improved_config()
+  on.r1_gamma = 1.0
+  assert gan_recipes.all_off(on).r1_gamma == 0

@@ -4,6 +4,7 @@ import pathlib
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 
 from cisl_jax import config_lib
@@ -193,3 +194,43 @@ def test_classifier_augment_changes_only_cs_input_and_is_keyed():
   # noise at all, so C differs between keys only through the augmentation.
   assert not differs(off, one_step(tuple(sorted(recipe.items())), key=2))
   assert differs(on, other)
+
+
+def test_r1_changes_only_the_discriminators_update():
+  """r1_gamma > 0 adds D's gradient penalty to D's loss alone: one iteration moves D
+  elsewhere, while C's update (before it) is bit-identical and E+G's matches up to the
+  float rounding of a differently fused forward. Off, the recipe without the field (a
+  workdir recorded before R1 existed) gives the same iteration bit for bit."""
+  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
+           'label': np.arange(8, dtype=np.int32) % 9}
+  c = tiny_config()
+  # SGD, not Adam: Adam's first update is lr * sign(g), so float rounding on a gradient
+  # that is zero in exact arithmetic would flip a whole step (test_bench_equivalence).
+  tx = optax.sgd(1e-2)
+  weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
+  momentum = float(c.gan.class_mean_momentum)
+
+  def one_step(recipe):
+    graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
+    step = gan._make_train_step(tx, weights, momentum, recipe)  # pylint: disable=protected-access
+    state, metrics = step(graphdef, state, batch, jax.random.PRNGKey(1))
+    return state['params'], metrics
+
+  recipe = dict(gan.recipe_settings(c))
+  assert recipe['r1_gamma'] == 0
+  (off, m_off), (old, _) = one_step(tuple(sorted(recipe.items()))), one_step(
+      tuple(sorted((k, v) for k, v in recipe.items() if k != 'r1_gamma')))
+  for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
+    np.testing.assert_array_equal(x, y)
+  on, m_on = one_step(tuple(sorted({**recipe, 'r1_gamma': 10.0}.items())))
+  assert 'g_r1' not in m_off and float(m_on['g_r1']) > 0
+  np.testing.assert_allclose(float(m_on['loss_d']) - float(m_off['loss_d']),
+                             10.0 * float(m_on['g_r1']), rtol=1e-4)
+  for x, y in zip(jax.tree.leaves(on['classifier']), jax.tree.leaves(off['classifier'])):
+    np.testing.assert_array_equal(x, y)
+  for net in ('encoder', 'decoder'):
+    for x, y in zip(jax.tree.leaves(on[net]), jax.tree.leaves(off[net])):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  moved = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(
+      jax.tree.leaves(on['discriminator']), jax.tree.leaves(off['discriminator'])))
+  assert moved > 1e-5

@@ -109,6 +109,7 @@ def _make_train_step(tx, weights, momentum, recipe):
   # .get: a workdir written before the piece existed has no such field.
   c_policy = diffaugment.parse_policy(improved.get('classifier_augment', '')) \
       if improved else ()
+  r1_gamma = float(improved.get('r1_gamma', 0.0)) if improved else 0.0
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
@@ -155,7 +156,14 @@ def _make_train_step(tx, weights, momentum, recipe):
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
       x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h)
       bs_d = stats['discriminator']
-      (d_real, fd_real), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x))
+      def d_on_real(img):
+        (logits, features), bs = run('discriminator', pd, bs_d, img)
+        return logits, (features, bs)
+
+      if r1_gamma:  # D's gradient penalty needs its input gradient: the same forward
+        r1, d_real, (fd_real, bs_d) = gan_recipes.r1_penalty(d_on_real, aug(k_pair, x))
+      else:
+        d_real, (fd_real, bs_d) = d_on_real(aug(k_pair, x))
       (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
       (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
       pc, bs_c = params['classifier'], stats['classifier']
@@ -184,6 +192,9 @@ def _make_train_step(tx, weights, momentum, recipe):
                                      improved['lecam_decay'])
       if improved['lecam_weight']:
         loss_d = loss_d + improved['lecam_weight'] * reg
+      if r1_gamma:
+        loss_d = loss_d + r1_gamma * r1
+        terms['r1'] = r1
       terms.update(adv_prior=gan_recipes.generator_adversarial(d_p, kind),
                    adv_rec=gan_recipes.generator_adversarial(d_rec, kind),
                    class_prior=losses.softmax_cross_entropy(c_p, y), lecam=reg)
