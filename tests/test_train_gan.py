@@ -54,6 +54,18 @@ def tiny_config():
   return c
 
 
+def one_iteration(c, tx, recipe, key=1):
+  """(params, metrics) after one iteration of a fresh tiny run under `recipe` (a recorded
+  recipe tuple, so that a test can drop or change one field)."""
+  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
+           'label': np.arange(8, dtype=np.int32) % 9}
+  weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
+  graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
+  step = gan._make_train_step(tx, weights, float(c.gan.class_mean_momentum), recipe)  # pylint: disable=protected-access
+  state, metrics = step(graphdef, state, batch, jax.random.PRNGKey(key))
+  return state['params'], metrics
+
+
 def read_checkpoint(workdir):
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as m:
     return m.restore(m.latest_step(), args=ocp.args.StandardRestore())
@@ -164,18 +176,9 @@ def test_classifier_augment_changes_only_cs_input_and_is_keyed():
   """classifier_augment '' is the iteration as it was before the piece existed (a
   recorded recipe without the field), bit for bit; on, it changes C's update, the same
   way for the same key and another way for another key."""
-  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
-           'label': np.arange(8, dtype=np.int32) % 9}
   c = tiny_config()
   tx = gan.make_optimizer(c)
-  weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
-  momentum = float(c.gan.class_mean_momentum)
-
-  def one_step(recipe, key=1):
-    graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
-    step = gan._make_train_step(tx, weights, momentum, recipe)  # pylint: disable=protected-access
-    state, _ = step(graphdef, state, batch, jax.random.PRNGKey(key))
-    return state['params']
+  one_step = lambda recipe, key=1: one_iteration(c, tx, recipe, key)[0]
 
   recipe = dict(gan.recipe_settings(c))
   assert recipe['classifier_augment'] == ''
@@ -201,20 +204,11 @@ def test_r1_changes_only_the_discriminators_update():
   elsewhere, while C's update (before it) is bit-identical and E+G's matches up to the
   float rounding of a differently fused forward. Off, the recipe without the field (a
   workdir recorded before R1 existed) gives the same iteration bit for bit."""
-  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
-           'label': np.arange(8, dtype=np.int32) % 9}
   c = tiny_config()
   # SGD, not Adam: Adam's first update is lr * sign(g), so float rounding on a gradient
   # that is zero in exact arithmetic would flip a whole step (test_bench_equivalence).
   tx = optax.sgd(1e-2)
-  weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
-  momentum = float(c.gan.class_mean_momentum)
-
-  def one_step(recipe):
-    graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
-    step = gan._make_train_step(tx, weights, momentum, recipe)  # pylint: disable=protected-access
-    state, metrics = step(graphdef, state, batch, jax.random.PRNGKey(1))
-    return state['params'], metrics
+  one_step = lambda recipe: one_iteration(c, tx, recipe)
 
   recipe = dict(gan.recipe_settings(c))
   assert recipe['r1_gamma'] == 0
