@@ -11,7 +11,8 @@ ablation can add them one at a time; `config.gan.improved` holds them):
       (non-saturating) or 'hinge'; D's own loss follows the same kind;
   diffaugment: DiffAugment policy for every D input (cisl_jax/diffaugment.py);
   lecam_weight, lecam_decay: LeCam regularisation of D (Tseng et al. 2021);
-  r1_gamma: R1 gradient penalty of D on real inputs (Mescheder et al. 2018);
+  r1_gamma, r1_every: R1 gradient penalty of D on real inputs (Mescheder et al. 2018),
+      lazily: on every r1_every-th iteration, at r1_every times gamma (StyleGAN2);
   ema_decay: an exponential moving average of the decoder, used for sampling;
   class_weight: the auxiliary classifier's cross-entropy on prior samples (AC-GAN);
   pixel_weight: scales the pixel L2 alone (pairwise feature matching keeps its weight);
@@ -51,6 +52,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.lecam_weight = 0.01  # LeCam regulariser of D (0: off)
   c.lecam_decay = 0.99  # EMA decay of D's mean logits, LeCam's anchors
   c.r1_gamma = 0.0  # R1 penalty of D on its real inputs, gamma / 2 * E||grad||^2 (0: off)
+  c.r1_every = 16  # lazy R1: on every 16th iteration, at 16 * r1_gamma (StyleGAN2's)
   c.ema_decay = 0.999  # EMA of the decoder for sampling (0: off; warmed up over early steps)
   c.class_weight = 1.0  # auxiliary classifier's cross-entropy on prior samples (0: off)
   c.pixel_weight = 0.1  # factor on the pixel L2 of reconstructions (1: the paper's)
@@ -77,6 +79,9 @@ def check(recipe: str, improved: Mapping[str, Any]) -> None:
   if improved['upsample'] not in cvae_gan.UPSAMPLE:
     raise ValueError(f"unknown config.gan.improved.upsample {improved['upsample']!r}; "
                      f'use one of {cvae_gan.UPSAMPLE}')
+  if int(improved.get('r1_every', 1)) < 1:
+    raise ValueError(f"config.gan.improved.r1_every must be >= 1, got "
+                     f"{improved['r1_every']!r} (1: R1 on every iteration)")
 
 
 def generator_adversarial(fake_logits: jax.Array, kind: str) -> jax.Array:
@@ -128,7 +133,8 @@ def r1_penalty(logits_and_aux: Callable[[jax.Array], tuple[jax.Array, Any]],
   """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 / 2 on real inputs, with D's output.
 
   `logits_and_aux(images) -> (logits, aux)` is D on the (augmented) real batch; returns
-  (penalty, logits, aux), so that the forward which feeds D's other losses is this one.
+  (penalty, logits, aux). The trainer calls it on a second forward of D in its plain
+  layer forms (layers.plain_forms), whose second derivative is the cheaper one.
   Penalising D's slope at the data keeps it from growing sharp around a few hundred real
   patches, the usual cause of a small-data GAN's training collapse. The gradient is that
   of the batch's summed logits: with BatchNorm in D (the paper's critic) each input's

@@ -212,3 +212,8 @@ def test_r1_is_off_by_default_and_by_all_off():
   on = gan_recipes.improved_config()
   on.r1_gamma = 1.0
   assert gan_recipes.all_off(on).r1_gamma == 0
+  # Lazy R1 (StyleGAN2's interval) unless asked otherwise; an interval below 1 is refused.
+  assert gan_recipes.improved_config().r1_every == 16
+  on.r1_every = 0
+  with pytest.raises(ValueError, match='r1_every'):
+    gan_recipes.check('improved', on)

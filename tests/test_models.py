@@ -129,6 +129,7 @@ def test_batchnorm_updates_inside_jit_match_flax_and_skip_the_sharding_check():
   from unittest import mock  # pylint: disable=g-import-not-at-top
   from jax._src.interpreters import partial_eval  # pylint: disable=g-import-not-at-top
   from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
+  from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
 
   x = jax.random.normal(jax.random.key(0), (8, 5, 5, 3)) * 2 + 1
   ours = layers.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
@@ -205,3 +206,35 @@ def test_decoder_upsampling_kinds_share_parameters_and_shapes():
   assert counts['transposed'] == counts['resize'] == counts['bilinear']
   with pytest.raises(ValueError, match='bilinear'):
     models.Decoder(9, 64, width=0.125, upsample='nearest', rngs=nnx.Rngs(0))
+
+
+def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_derivative():
+  """Inside layers.plain_forms() a fast-layer network traces no custom VJP, computes the
+  same outputs, and R1's second derivative (the reason for the switch) agrees."""
+  from cisl_jax import gan_recipes  # pylint: disable=g-import-not-at-top
+  from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
+  from cisl_jax.train import common  # pylint: disable=g-import-not-at-top
+  critic = cvae_gan.Critic(1, width=0.125, image_size=16, rngs=nnx.Rngs(0))  # fast forms
+  decoder = models.Decoder(9, 8, width=0.125, upsample='resize', rngs=nnx.Rngs(1))
+  graphdef, params, rest = nnx.split(critic, nnx.Param, ...)
+  x = jax.random.normal(jax.random.key(2), (4, 16, 16, 1))
+
+  z, y = jnp.ones((2, 8)), jax.nn.one_hot(jnp.arange(2), 9)
+
+  def outputs():
+    # New closures on every call: jax reuses a function's earlier trace, and the switch
+    # acts at trace time.
+    apply = lambda p, img: nnx.merge(graphdef, *common.fresh((p, rest)))(img)[0]
+    r1 = lambda p: gan_recipes.r1_penalty(lambda img: (apply(p, img), None), x)[0]
+    jaxpr = str(jax.make_jaxpr(apply)(params, x))
+    return 'custom_vjp' in jaxpr, (apply(params, x), decoder(z, y), jax.grad(r1)(params))
+
+  custom, fast = outputs()
+  assert custom
+  with layers.plain_forms():
+    custom, plain = outputs()
+  assert not custom
+  assert layers.fast_forms_enabled()  # restored on leaving
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):  # float rounding apart
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain[2])) > 0

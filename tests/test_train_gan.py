@@ -3,6 +3,7 @@ import os
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -54,13 +55,14 @@ def tiny_config():
   return c
 
 
-def one_iteration(c, tx, recipe, key=1):
+def one_iteration(c, tx, recipe, key=1, step=0):
   """(params, metrics) after one iteration of a fresh tiny run under `recipe` (a recorded
-  recipe tuple, so that a test can drop or change one field)."""
+  recipe tuple, so that a test can drop or change one field), numbered `step`."""
   batch = {'image': fake_load_split(None, None, 0)['image'][:8],
            'label': np.arange(8, dtype=np.int32) % 9}
   weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
   graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
+  state['step'] = jnp.asarray(step, jnp.int32)
   step = gan._make_train_step(tx, weights, float(c.gan.class_mean_momentum), recipe)  # pylint: disable=protected-access
   state, metrics = step(graphdef, state, batch, jax.random.PRNGKey(key))
   return state['params'], metrics
@@ -200,26 +202,36 @@ def test_classifier_augment_changes_only_cs_input_and_is_keyed():
 
 
 def test_r1_changes_only_the_discriminators_update():
-  """r1_gamma > 0 adds D's gradient penalty to D's loss alone: one iteration moves D
-  elsewhere, while C's update (before it) is bit-identical and E+G's matches up to the
-  float rounding of a differently fused forward. Off, the recipe without the field (a
-  workdir recorded before R1 existed) gives the same iteration bit for bit."""
+  """r1_gamma > 0 adds D's gradient penalty to D's loss alone, lazily: on an iteration
+  that r1_every divides, at r1_every times gamma, one iteration moves D elsewhere, while
+  C's update (before it) is bit-identical and E+G's matches up to the float rounding of
+  a differently fused forward; on the others the iteration is the one without R1. Off,
+  the recipe without the fields (a workdir recorded before R1 existed) gives the same
+  iteration bit for bit."""
   c = tiny_config()
   # SGD, not Adam: Adam's first update is lr * sign(g), so float rounding on a gradient
   # that is zero in exact arithmetic would flip a whole step (test_bench_equivalence).
   tx = optax.sgd(1e-2)
-  one_step = lambda recipe: one_iteration(c, tx, recipe)
+  one_step = lambda recipe, step=0: one_iteration(c, tx, recipe, step=step)
 
   recipe = dict(gan.recipe_settings(c))
   assert recipe['r1_gamma'] == 0
-  (off, m_off), (old, _) = one_step(tuple(sorted(recipe.items()))), one_step(
-      tuple(sorted((k, v) for k, v in recipe.items() if k != 'r1_gamma')))
+  off_recipe = tuple(sorted(recipe.items()))
+  (off, m_off), (old, _) = one_step(off_recipe), one_step(
+      tuple(sorted((k, v) for k, v in recipe.items() if not k.startswith('r1_'))))
   for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
     np.testing.assert_array_equal(x, y)
-  on, m_on = one_step(tuple(sorted({**recipe, 'r1_gamma': 10.0}.items())))
+  on_recipe = tuple(sorted({**recipe, 'r1_gamma': 10.0, 'r1_every': 2}.items()))
+  on, m_on = one_step(on_recipe)
   assert 'g_r1' not in m_off and float(m_on['g_r1']) > 0
   np.testing.assert_allclose(float(m_on['loss_d']) - float(m_off['loss_d']),
-                             10.0 * float(m_on['g_r1']), rtol=1e-4)
+                             2 * 10.0 * float(m_on['g_r1']), rtol=1e-4)
+  # Iteration 1 is between two lazy R1 iterations: no penalty, the same update.
+  (between, m_between), (off_1, m_off_1) = one_step(on_recipe, 1), one_step(off_recipe, 1)
+  assert float(m_between['g_r1']) == 0
+  np.testing.assert_allclose(float(m_between['loss_d']), float(m_off_1['loss_d']), rtol=1e-6)
+  for x, y in zip(jax.tree.leaves(between), jax.tree.leaves(off_1)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
   for x, y in zip(jax.tree.leaves(on['classifier']), jax.tree.leaves(off['classifier'])):
     np.testing.assert_array_equal(x, y)
   for net in ('encoder', 'decoder'):

@@ -31,6 +31,7 @@ from cisl_jax.models.layers import batch_norm
 from cisl_jax.models.layers import conv
 from cisl_jax.models.layers import conv_transpose
 from cisl_jax.models.layers import down_blocks
+from cisl_jax.models.layers import fast_forms_enabled
 from cisl_jax.models.layers import resize_conv_stride1
 from cisl_jax.models.layers import run_blocks
 from cisl_jax.models.layers import scaled
@@ -91,7 +92,7 @@ class ResizeConv(nnx.Module):
     self.fast_conv = fast_conv
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.fast_conv and x.ndim == 4:
+    if self.fast_conv and x.ndim == 4 and fast_forms_enabled():
       return apply_conv(self.conv, x, resize_conv_stride1)
     return self.conv(upsample_nearest2(x))
 

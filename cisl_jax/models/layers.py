@@ -9,8 +9,12 @@ image's stride-1 convolution to a few features (`conv_tap_sum`); `fast=False` gi
 plain nnx layers, for before/after measurements. Networks take the choice as `fast_conv`.
 `resize_conv_stride1` is nearest x2 upsampling plus a 5x5 stride-1 convolution in the
 same sub-pixel form (the decoder's 'resize' upsampling, cvae_gan.ResizeConv).
+`with plain_forms():` makes the fast layers trace their plain forms instead, for code
+that differentiates a network twice (the R1 penalty).
 """
+import contextlib
 import functools
+import threading
 
 import jax
 from jax import lax
@@ -31,6 +35,32 @@ TAP_MATMUL_MIN_CHANNELS = 32
 # Stride-1 convolutions of a 1-channel image to at most this many features run as fused
 # tap sums on the CPU backend (conv_tap_sum: the quick widths' first convolutions).
 TAP_SUM_MAX_FEATURES = 16
+
+
+_PLAIN = threading.local()
+
+
+@contextlib.contextmanager
+def plain_forms():
+  """Inside, Conv2x, TapSumConv, ConvTranspose2x and ResizeConv trace the plain nnx maps.
+
+  Same parameters and the same values; a trace-time switch, so jitted code that enters
+  it traces plain ops there. jax reuses a function's earlier trace whatever the switch
+  said then: enter it inside the traced function, not around a call of a jitted one. Differentiating the fast forms' custom VJPs a second time
+  is slow (the R1 penalty: 2.9x the quick GAN iteration against 1.19x on the plain
+  layers, bench/ab_r1.py), so code that takes second derivatives enters this.
+  """
+  before = getattr(_PLAIN, 'on', False)
+  _PLAIN.on = True
+  try:
+    yield
+  finally:
+    _PLAIN.on = before
+
+
+def fast_forms_enabled() -> bool:
+  """False inside `plain_forms()`."""
+  return not getattr(_PLAIN, 'on', False)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -268,7 +298,7 @@ class Conv2x(nnx.Conv):
                      **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
+    if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2 or not fast_forms_enabled():
       return super().__call__(x)
     return apply_conv(self, x, conv_stride2)
 
@@ -283,7 +313,8 @@ class TapSumConv(nnx.Conv):
                      **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4 or x.shape[-1] != 1 or jax.default_backend() != 'cpu':
+    if (x.ndim != 4 or x.shape[-1] != 1 or jax.default_backend() != 'cpu'
+        or not fast_forms_enabled()):
       return super().__call__(x)
     return apply_conv(self, x, conv_tap_sum)
 
@@ -297,7 +328,7 @@ class ConvTranspose2x(nnx.ConvTranspose):
                      **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4:
+    if x.ndim != 4 or not fast_forms_enabled():
       return super().__call__(x)
     return apply_conv(self, x, conv_transpose_stride2)
 

@@ -38,6 +38,7 @@ from cisl_jax import signs
 from cisl_jax import terminal
 from cisl_jax import workdir as workdir_lib
 from cisl_jax.models import cvae_gan
+from cisl_jax.models import layers
 from cisl_jax.train import common
 from cisl_jax.train import loop
 
@@ -110,6 +111,27 @@ def _make_train_step(tx, weights, momentum, recipe):
   c_policy = diffaugment.parse_policy(improved.get('classifier_augment', '')) \
       if improved else ()
   r1_gamma = float(improved.get('r1_gamma', 0.0)) if improved else 0.0
+  r1_every = int(improved.get('r1_every', 1)) if improved else 1
+
+  def r1_and_grad(d_on_real, x_real, params_d, step):
+    """(R1, its gradient in D's parameters) on every r1_every-th iteration (StyleGAN2's
+    lazy regularisation), (0, zeros) on the others; apart from the main forward.
+
+    Its own forward of D on the same batch, in the plain layer forms: differentiating
+    the fast forms' custom VJPs twice costs 2.9x the iteration, the plain ones 1.2-1.5x
+    (bench/ab_r1.py). Kept out of the main forward's VJP, where a lax.cond would make
+    every iteration carry the R1 branch's residuals. Its BatchNorm statistics equal the
+    main forward's and are dropped.
+    """
+    def now():
+      with layers.plain_forms():
+        return jax.value_and_grad(lambda p: gan_recipes.r1_penalty(
+            lambda img: d_on_real(p, img), x_real)[0])(params_d)
+
+    if r1_every == 1:
+      return now()
+    zeros = lambda: (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params_d))
+    return jax.lax.cond(step % r1_every == 0, now, zeros)
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
   def train_step(graphdef, state, batch, key):
@@ -149,21 +171,19 @@ def _make_train_step(tx, weights, momentum, recipe):
     params['classifier'] = optax.apply_updates(params['classifier'], upd)
 
     # 2 + 3. One forward of E, G, D, C; D's loss and E+G's loss from it.
+    def d_on_real(pd, img):
+      (logits, features), bs = run('discriminator', pd, stats['discriminator'], img)
+      return logits, (features, bs)
+
+    x_real = aug(k_pair, x)
+
     def forward(pd, peg):
       (mu, logvar), bs_e = run('encoder', peg['encoder'], stats['encoder'], x, y1h)
       z = cvae_gan.reparameterize(k_z, mu, logvar)
       x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h)
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
       x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h)
-      bs_d = stats['discriminator']
-      def d_on_real(img):
-        (logits, features), bs = run('discriminator', pd, bs_d, img)
-        return logits, (features, bs)
-
-      if r1_gamma:  # D's gradient penalty needs its input gradient: the same forward
-        r1, d_real, (fd_real, bs_d) = gan_recipes.r1_penalty(d_on_real, aug(k_pair, x))
-      else:
-        d_real, (fd_real, bs_d) = d_on_real(aug(k_pair, x))
+      d_real, (fd_real, bs_d) = d_on_real(pd, x_real)
       (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
       (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
       pc, bs_c = params['classifier'], stats['classifier']
@@ -192,9 +212,6 @@ def _make_train_step(tx, weights, momentum, recipe):
                                      improved['lecam_decay'])
       if improved['lecam_weight']:
         loss_d = loss_d + improved['lecam_weight'] * reg
-      if r1_gamma:
-        loss_d = loss_d + r1_gamma * r1
-        terms['r1'] = r1
       terms.update(adv_prior=gan_recipes.generator_adversarial(d_p, kind),
                    adv_rec=gan_recipes.generator_adversarial(d_rec, kind),
                    class_prior=losses.softmax_cross_entropy(c_p, y), lecam=reg)
@@ -209,6 +226,12 @@ def _make_train_step(tx, weights, momentum, recipe):
     one, zero = jnp.ones_like(loss_d), jnp.zeros_like(loss_d)
     grad_d = vjp((one, zero))[0]
     grad_eg = vjp((zero, one))[1]
+    if r1_gamma:  # D's loss + r1_every * gamma * R1 on the lazy iterations
+      r1, grad_r1 = r1_and_grad(d_on_real, x_real, params['discriminator'], state['step'])
+      scale = r1_gamma * r1_every
+      loss_d = loss_d + scale * r1
+      grad_d = jax.tree.map(lambda g, r: g + scale * r, grad_d, grad_r1)
+      terms['r1'] = r1  # 0 on the iterations between lazy R1 ones
     upd, opt_d = tx.update(grad_d, opt['discriminator'], params['discriminator'])
     params['discriminator'] = optax.apply_updates(params['discriminator'], upd)
     upd, opt_eg = tx.update(grad_eg, opt['encoder_decoder'], peg)
