@@ -227,7 +227,8 @@ def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_deriva
     apply = lambda p, img: nnx.merge(graphdef, *common.fresh((p, rest)))(img)[0]
     r1 = lambda p: gan_recipes.r1_penalty(lambda img: (apply(p, img), None), x)[0]
     jaxpr = str(jax.make_jaxpr(apply)(params, x))
-    return 'custom_vjp' in jaxpr, (apply(params, x), decoder(z, y), jax.grad(r1)(params))
+    return 'custom_vjp' in jaxpr, (jax.jit(apply)(params, x), decoder(z, y),
+                                   jax.jit(jax.grad(r1))(params))
 
   custom, fast = outputs()
   assert custom
