@@ -46,9 +46,10 @@ def plain_forms():
 
   Same parameters and the same values; a trace-time switch, so jitted code that enters
   it traces plain ops there. jax reuses a function's earlier trace whatever the switch
-  said then: enter it inside the traced function, not around a call of a jitted one. Differentiating the fast forms' custom VJPs a second time
-  is slow (the R1 penalty: 2.9x the quick GAN iteration against 1.19x on the plain
-  layers, bench/ab_r1.py), so code that takes second derivatives enters this.
+  said then: enter it inside the traced function, not around a call of a jitted one.
+  Differentiating the fast forms' custom VJPs a second time is slow (the R1 penalty:
+  2.9x the quick GAN iteration against 1.19x on the plain layers, bench/ab_r1.py), so
+  code that takes second derivatives enters this.
   """
   before = getattr(_PLAIN, 'on', False)
   _PLAIN.on = True
