@@ -20,7 +20,9 @@ ablation can add them one at a time; `config.gan.improved` holds them):
       or 'bilinear' (bilinear x2, then conv);
   mode_seeking_weight: MSGAN's mode-seeking term on prior samples of the same sign;
   classifier_augment: DiffAugment policy for the auxiliary classifier's real input in
-      its own update (step 1 of the iteration), against C memorising the real patches.
+      its own update (step 1 of the iteration), against C memorising the real patches;
+  noise_inputs: StyleGAN's per-pixel noise after each of the decoder's upsampling
+      convolutions (cvae_gan.NoiseInput), a source for detail that no code decides.
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
 from typing import Any, Callable, Mapping
@@ -59,6 +61,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.upsample = 'resize'  # decoder upsampling: 'transposed', 'resize' or 'bilinear'
   c.mode_seeking_weight = 0.0  # MSGAN mode-seeking term on prior samples (0: off)
   c.classifier_augment = ''  # DiffAugment on C's real input in C's update ('': off)
+  c.noise_inputs = False  # StyleGAN noise inputs in the decoder (False: off)
   return c
 
 
@@ -67,6 +70,7 @@ def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
   c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
   c.mode_seeking_weight, c.classifier_augment, c.r1_gamma = 0.0, '', 0.0
+  c.noise_inputs = False
   return c
 
 

@@ -208,6 +208,42 @@ def test_decoder_upsampling_kinds_share_parameters_and_shapes():
     models.Decoder(9, 64, width=0.125, upsample='nearest', rngs=nnx.Rngs(0))
 
 
+def test_noise_inputs_start_silent_then_draw_keyed_per_pixel_noise():
+  """A decoder with noise inputs starts as the one without (scales 0, the same other
+  parameters), learns the scales (non-zero gradient at 0), then draws one noise map per
+  key; it refuses a call without a key rather than draw none."""
+  kw = dict(width=0.125, upsample='resize', rngs=nnx.Rngs(0))
+  plain, noisy = models.Decoder(9, 64, **kw), models.Decoder(9, 64, noise_inputs=True,
+                                                            **{**kw, 'rngs': nnx.Rngs(0)})
+  assert num_params(noisy) - num_params(plain) == 16 + 8 + 4 + 1  # one scale per channel
+  z, y = jax.random.normal(jax.random.key(1), (2, 64)), jax.nn.one_hot(jnp.arange(2), 9)
+  key = jax.random.key(2)
+  np.testing.assert_array_equal(plain(z, y), noisy(z, y, key))
+  with pytest.raises(ValueError, match='noise_key'):
+    noisy(z, y)
+
+  noisy.eval()  # running BatchNorm statistics: no state to update under jax.grad
+  graphdef, params, rest = nnx.split(noisy, nnx.Param, ...)
+  out = lambda p, k: nnx.merge(graphdef, p, rest)(z, y, k)
+  grad = jax.grad(lambda p: jnp.sum(out(p, key) ** 2))(params)
+  assert all(float(jnp.abs(g.scale[...]).max()) > 0 for g in grad['noise'].values())
+
+  loud = jax.tree.map(lambda a: a, params)  # a copy
+  for g in loud['noise'].values():
+    g.scale.set_value(jnp.full_like(g.scale[...], 0.5))
+  assert float(jnp.abs(params['noise'][0].scale[...]).max()) == 0
+  a, again, other = out(loud, key), out(loud, key), out(loud, jax.random.key(3))
+  np.testing.assert_array_equal(a, again)
+  assert float(jnp.abs(a - other).mean()) > 1e-3
+  # Generation draws the code and the noise from one key; without noise inputs the key
+  # draws the code alone, as before the option existed.
+  noisy_gan = cvae_gan.CVAEGAN(9, 64, width=0.125, noise_inputs=True, rngs=nnx.Rngs(0))
+  assert noisy_gan.generate(key, y).shape == (2, 64, 64, 1)
+  gan = cvae_gan.CVAEGAN(9, 64, width=0.125, rngs=nnx.Rngs(0))
+  np.testing.assert_array_equal(gan.generate(key, y),
+                                gan.decoder(jax.random.normal(key, (2, 64)), y))
+
+
 def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_derivative():
   """Inside layers.plain_forms() a fast-layer network traces no custom VJP, computes the
   same outputs, and R1's second derivative (the reason for the switch) agrees."""

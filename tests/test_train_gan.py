@@ -55,6 +55,13 @@ def tiny_config():
   return c
 
 
+def noisy_config():
+  """tiny_config with the decoder's noise inputs: parameters and keys of their own."""
+  c = tiny_config()
+  c.gan.improved.noise_inputs = True
+  return c
+
+
 def one_iteration(c, tx, recipe, key=1, step=0):
   """(params, metrics) after one iteration of a fresh tiny run under `recipe` (a recorded
   recipe tuple, so that a test can drop or change one field), numbered `step`."""
@@ -78,7 +85,7 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   monkeypatch.setattr(input_pipeline, 'load_split', fake_load_split)
   traces = common.TRACES['gan_train']
   full = str(tmp_path / 'full')
-  result = gan.train_and_evaluate(tiny_config(), full)
+  result = gan.train_and_evaluate(noisy_config(), full)
   assert result['steps'] == 4 and np.isfinite(result['train']['loss_g'])
   assert np.isfinite(result['train']['g_mode_seeking'])  # wired in (fed by pairs of signs)
   assert 0 <= result['held_out']['aux_classifier_accuracy'] <= 1
@@ -91,10 +98,12 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   assert images['samples/GGO'].shape == (64, 4 * 64)
 
   broken = str(tmp_path / 'broken')
-  run_killed_after(3, lambda: gan.train_and_evaluate(tiny_config(), broken))
-  gan.train_and_evaluate(tiny_config(), broken)
+  run_killed_after(3, lambda: gan.train_and_evaluate(noisy_config(), broken))
+  gan.train_and_evaluate(noisy_config(), broken)
   a, b = read_checkpoint(full), read_checkpoint(broken)
   assert 'ema' in a and 'lecam' in a  # the averaged decoder travels in the checkpoint
+  scales = jax.tree.leaves(a['params']['decoder']['noise'])
+  assert len(scales) == 4 and all(np.abs(s).max() > 0 for s in scales)  # learnt from 0
   assert jax.tree.structure(a) == jax.tree.structure(b)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
@@ -203,8 +212,8 @@ def test_r1_changes_only_the_discriminators_update():
   that r1_every divides, at r1_every times gamma, one iteration moves D elsewhere, while
   C's update (before it) is bit-identical and E+G's matches up to the float rounding of
   a differently fused forward; on the others the iteration is the one without R1. Off,
-  R1 and classifier_augment give, bit for bit, the iteration of a recipe without their
-  fields (a workdir recorded before they existed)."""
+  R1, classifier_augment and noise_inputs give, bit for bit, the iteration of a recipe
+  without their fields (a workdir recorded before they existed)."""
   c = tiny_config()
   # SGD, not Adam: Adam's first update is lr * sign(g), so float rounding on a gradient
   # that is zero in exact arithmetic would flip a whole step (test_bench_equivalence).
@@ -216,7 +225,8 @@ def test_r1_changes_only_the_discriminators_update():
   off_recipe = tuple(sorted(recipe.items()))
   (off, m_off), (old, _) = one_step(off_recipe), one_step(
       tuple(sorted((k, v) for k, v in recipe.items()
-                   if not k.startswith('r1_') and k != 'classifier_augment')))
+                   if not k.startswith('r1_')
+                   and k not in ('classifier_augment', 'noise_inputs'))))
   for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
     np.testing.assert_array_equal(x, y)
   on_recipe = tuple(sorted({**recipe, 'r1_gamma': 10.0, 'r1_every': 2}.items()))

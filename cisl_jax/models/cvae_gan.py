@@ -16,6 +16,8 @@ Critic (discriminator with 1 output, auxiliary classifier with 9):
 `upsample='resize'` replaces each transposed convolution by a nearest-neighbour x2
 resize and a 5x5 stride-1 convolution (Odena et al. 2016: no checkerboard artefacts);
 `upsample='bilinear'` the same with a bilinear x2 resize (jax.image.resize).
+`noise_inputs=True` adds StyleGAN's per-pixel noise after each upsampling convolution
+(NoiseInput); the decoder then takes a `noise_key`.
 All convolutions are SAME padded. `width` scales every channel count and hidden FC
 size (1.0 = the paper); the latent size and the image channel do not scale.
 `fast_conv=False` runs stride-2 (transposed) convolutions and the nearest resize as
@@ -112,6 +114,23 @@ class BilinearResizeConv(nnx.Module):
 UPSAMPLE = ('transposed', 'resize', 'bilinear')
 
 
+class NoiseInput(nnx.Module):
+  """StyleGAN's noise input (Karras et al. 2019): `x + scale * n`, with n ~ N(0, 1) one
+  map per image, shared by the channels, and `scale` learned per channel from 0.
+
+  Fine, unstructured detail (CT noise, the exact course of small vessels) is not a
+  function of the sign and a 64-d code; with no noise the decoder can only imitate it
+  with deterministic texture, which it draws as periodic patterns.
+  """
+
+  def __init__(self, features: int):
+    self.scale = nnx.Param(jnp.zeros((features,), jnp.float32))
+
+  def __call__(self, x: jax.Array, key: jax.Array) -> jax.Array:
+    noise = jax.random.normal(key, x.shape[:-1] + (1,), x.dtype)
+    return x + self.scale[...].astype(x.dtype) * noise
+
+
 def upsampler(kind: str, in_features: int, out_features: int, rngs: nnx.Rngs,
               fast_conv: bool):
   if kind == 'resize':
@@ -128,11 +147,13 @@ class Decoder(nnx.Module):
 
   `output_batchnorm=True` puts the paper's BatchNorm before the final tanh; the
   default leaves it out, as the peers and DCGAN practice do (see BUILD_NOTES).
+  `noise_inputs=True` adds a NoiseInput after each of the four upsampling
+  convolutions; every call then needs a `noise_key`.
   """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
-               upsample: str = 'transposed', rngs: nnx.Rngs):
+               upsample: str = 'transposed', noise_inputs: bool = False, rngs: nnx.Rngs):
     c1, c2, c3, c4 = (scaled(c, width) for c in (32, 64, 128, 256))
     hidden = scaled(1024, width)
     self.num_classes, self.latent_dim = num_classes, latent_dim
@@ -150,16 +171,30 @@ class Decoder(nnx.Module):
     self.bn5 = batch_norm(c1, rngs)
     self.deconv6 = upsampler(upsample, c1, 1, rngs, fast_conv)
     self.bn6 = batch_norm(1, rngs) if output_batchnorm else None
+    self.noise = (nnx.List([NoiseInput(c) for c in (c3, c2, c1, 1)]) if noise_inputs
+                  else None)
 
-  def __call__(self, z: jax.Array, y_onehot: jax.Array) -> jax.Array:
+  @property
+  def has_noise(self) -> bool:
+    return self.noise is not None
+
+  def __call__(self, z: jax.Array, y_onehot: jax.Array,
+               noise_key: jax.Array | None = None) -> jax.Array:
+    if self.has_noise and noise_key is None:
+      raise ValueError('this decoder has noise inputs (config.gan.improved.noise_inputs): '
+                       'pass noise_key')
+    keys = jax.random.split(noise_key, 4) if self.has_noise else None
+    # The upsampling convolution's output, plus its noise input where there is one.
+    up = lambda i, layer, h: (self.noise[i](layer(h), keys[i]) if self.has_noise
+                              else layer(h))
     x = jnp.concatenate([z, y_onehot.astype(z.dtype)], axis=-1)
     x = lrelu(self.bn1(self.fc1(x)))
     x = lrelu(self.bn2(self.fc2(x)))
     x = x.reshape(x.shape[0], self.side, self.side, self.c4)
-    x = lrelu(self.bn3(self.deconv3(x)))
-    x = lrelu(self.bn4(self.deconv4(x)))
-    x = lrelu(self.bn5(self.deconv5(x)))
-    x = self.deconv6(x)
+    x = lrelu(self.bn3(up(0, self.deconv3, x)))
+    x = lrelu(self.bn4(up(1, self.deconv4, x)))
+    x = lrelu(self.bn5(up(2, self.deconv5, x)))
+    x = up(3, self.deconv6, x)
     if self.bn6 is not None:
       x = self.bn6(x)
     return jnp.tanh(x)
@@ -207,16 +242,20 @@ class CVAEGAN(nnx.Module):
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
-               upsample: str = 'transposed', rngs: nnx.Rngs):
+               upsample: str = 'transposed', noise_inputs: bool = False, rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
     self.encoder = Encoder(num_classes, latent_dim, **kw)
     self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm,
-                           upsample=upsample, **kw)
+                           upsample=upsample, noise_inputs=noise_inputs, **kw)
     self.discriminator = Critic(1, **kw)
     self.classifier = Critic(num_classes, **kw)
 
   def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:
     """Decodes prior samples z ~ N(0, I) for the given one-hot signs."""
-    z = jax.random.normal(key, (y_onehot.shape[0], self.latent_dim))
-    return self.decoder(z, y_onehot)
+    if not self.decoder.has_noise:  # the key draws z alone, as before noise inputs
+      z = jax.random.normal(key, (y_onehot.shape[0], self.latent_dim))
+      return self.decoder(z, y_onehot)
+    k_z, k_noise = jax.random.split(key)
+    z = jax.random.normal(k_z, (y_onehot.shape[0], self.latent_dim))
+    return self.decoder(z, y_onehot, k_noise)

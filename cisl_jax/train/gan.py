@@ -60,6 +60,7 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
   return cvae_gan.CVAEGAN(signs.NUM_SIGNS, config.gan.latent_dim, width=config.width,
                           output_batchnorm=config.gan.output_batchnorm,
                           upsample=recipe.get('upsample', 'transposed'),
+                          noise_inputs=bool(recipe.get('noise_inputs', False)),
                           fast_conv=config.get('fast_conv', True), rngs=nnx.Rngs(params=key))
 
 
@@ -112,6 +113,7 @@ def _make_train_step(tx, weights, momentum, recipe):
       if improved else ()
   r1_gamma = float(improved.get('r1_gamma', 0.0)) if improved else 0.0
   r1_every = int(improved.get('r1_every', 1)) if improved else 1
+  noise = bool(improved.get('noise_inputs', False)) if improved else False
 
   def r1_and_grad(d_on_real, x_real, params_d, step):
     """(R1, its gradient in D's parameters) on every r1_every-th iteration (StyleGAN2's
@@ -142,6 +144,9 @@ def _make_train_step(tx, weights, momentum, recipe):
     # compares them); prior samples draw their own.
     k_pair, k_prior = jax.random.split(jax.random.fold_in(key, 2))
     aug = lambda k, img: diffaugment.diff_augment(k, img, policy) if policy else img
+    # The decoder's noise inputs, when it has them: one key per decoder forward.
+    k_noise = jax.random.split(jax.random.fold_in(key, 4), 3) if noise else None
+    noise_arg = lambda i: (k_noise[i],) if noise else ()
     model = common.merge_model(graphdef, state)
     split = {n: nnx.split(getattr(model, n), nnx.Param, nnx.BatchStat, ...) for n in NETS}
     params = {n: split[n][1] for n in NETS}
@@ -180,9 +185,9 @@ def _make_train_step(tx, weights, momentum, recipe):
     def forward(pd, peg):
       (mu, logvar), bs_e = run('encoder', peg['encoder'], stats['encoder'], x, y1h)
       z = cvae_gan.reparameterize(k_z, mu, logvar)
-      x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h)
+      x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h, *noise_arg(0))
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
-      x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h)
+      x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h, *noise_arg(1))
       d_real, (fd_real, bs_d) = d_on_real(pd, x_real)
       (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
       (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
@@ -254,7 +259,8 @@ def _make_train_step(tx, weights, momentum, recipe):
       # The averaged decoder's own BatchNorm statistics, from its forward on this
       # iteration's prior batch: the live decoder's would not fit the averaged weights.
       _, ema_stats = run('decoder', ema_params, state['ema']['batch_stats'],
-                         jax.random.normal(k_p, (x.shape[0], model.latent_dim), x.dtype), y1h)
+                         jax.random.normal(k_p, (x.shape[0], model.latent_dim), x.dtype), y1h,
+                         *noise_arg(2))
       new_state['ema'] = {'params': ema_params, 'batch_stats': ema_stats}
     metrics = {
         'loss_c': loss_c, 'loss_d': loss_d, 'loss_g': loss_g,
@@ -292,7 +298,8 @@ def eval_step(graphdef: nnx.GraphDef, state: dict[str, Any], batch: dict[str, ja
   y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
   logits, _ = model.classifier(x)
   mu, logvar = model.encoder(x, y1h)
-  x_rec = model.decoder(cvae_gan.reparameterize(key, mu, logvar), y1h)
+  k_noise = (jax.random.fold_in(key, 1),) if model.decoder.has_noise else ()
+  x_rec = model.decoder(cvae_gan.reparameterize(key, mu, logvar), y1h, *k_noise)
   err = jnp.mean(jnp.square(x_rec - x), axis=(1, 2, 3))
   return {'hits': jnp.sum((jnp.argmax(logits, -1) == y) * mask),
           'sq_err': jnp.sum(err * mask), 'count': jnp.sum(mask)}
