@@ -176,8 +176,12 @@ def _make_train_step(tx, weights, momentum, recipe):
     params['classifier'] = optax.apply_updates(params['classifier'], upd)
 
     # 2 + 3. One forward of E, G, D, C; D's loss and E+G's loss from it.
+    # D's statistics before this iteration, for the main forward and R1's alike
+    # (`stats` is rebound to the forward's new statistics below).
+    stats_d = stats['discriminator']
+
     def d_on_real(pd, img):
-      (logits, features), bs = run('discriminator', pd, stats['discriminator'], img)
+      (logits, features), bs = run('discriminator', pd, stats_d, img)
       return logits, (features, bs)
 
     x_real = aug(k_pair, x)
