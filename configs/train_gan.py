@@ -68,9 +68,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.gan.improved.diffaugment = 'color'
     # StyleGAN's noise inputs in the decoder: over seeds 0 and 1 and folds 0 and 1 at
     # 600 iterations they lowered C2ST by 0.06 on both seeds and raised recall by 0.08,
-    # at +3 % CPU, precision >= 0.5 and the memorised share near chance; by eye nodules
-    # are more compact and base's diagonal dashes mostly gone (MEASUREMENTS.md,
-    # thirteenth session). PHANTOM figures.
+    # at no measurable CPU, precision >= 0.5 and the memorised share near chance; by eye
+    # nodules are more compact and base's diagonal dashes mostly gone. A third seed and
+    # the demo's three folds gave smaller or no gains (nine pairs: C2ST -0.018 on
+    # average; MEASUREMENTS.md, thirteenth session). PHANTOM figures.
     c.gan.improved.noise_inputs = True
   c.lock()
   return c
