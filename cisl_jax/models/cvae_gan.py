@@ -253,9 +253,7 @@ class CVAEGAN(nnx.Module):
 
   def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:
     """Decodes prior samples z ~ N(0, I) for the given one-hot signs."""
-    if not self.decoder.has_noise:  # the key draws z alone, as before noise inputs
-      z = jax.random.normal(key, (y_onehot.shape[0], self.latent_dim))
-      return self.decoder(z, y_onehot)
-    k_z, k_noise = jax.random.split(key)
+    # Without noise inputs the key draws z alone, as before they existed.
+    k_z, k_noise = jax.random.split(key) if self.decoder.has_noise else (key, None)
     z = jax.random.normal(k_z, (y_onehot.shape[0], self.latent_dim))
     return self.decoder(z, y_onehot, k_noise)
