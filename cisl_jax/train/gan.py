@@ -146,7 +146,7 @@ def _make_train_step(tx, weights, momentum, recipe):
     aug = lambda k, img: diffaugment.diff_augment(k, img, policy) if policy else img
     # The decoder's noise inputs, when it has them: one key per decoder forward.
     k_noise = jax.random.split(jax.random.fold_in(key, 4), 3) if noise else None
-    noise_arg = lambda i: (k_noise[i],) if noise else ()
+    noise_key = lambda i: k_noise[i] if noise else None
     model = common.merge_model(graphdef, state)
     split = {n: nnx.split(getattr(model, n), nnx.Param, nnx.BatchStat, ...) for n in NETS}
     params = {n: split[n][1] for n in NETS}
@@ -189,9 +189,9 @@ def _make_train_step(tx, weights, momentum, recipe):
     def forward(pd, peg):
       (mu, logvar), bs_e = run('encoder', peg['encoder'], stats['encoder'], x, y1h)
       z = cvae_gan.reparameterize(k_z, mu, logvar)
-      x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h, *noise_arg(0))
+      x_rec, bs_g = run('decoder', peg['decoder'], stats['decoder'], z, y1h, noise_key(0))
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
-      x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h, *noise_arg(1))
+      x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h, noise_key(1))
       d_real, (fd_real, bs_d) = d_on_real(pd, x_real)
       (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
       (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
@@ -264,7 +264,7 @@ def _make_train_step(tx, weights, momentum, recipe):
       # iteration's prior batch: the live decoder's would not fit the averaged weights.
       _, ema_stats = run('decoder', ema_params, state['ema']['batch_stats'],
                          jax.random.normal(k_p, (x.shape[0], model.latent_dim), x.dtype), y1h,
-                         *noise_arg(2))
+                         noise_key(2))
       new_state['ema'] = {'params': ema_params, 'batch_stats': ema_stats}
     metrics = {
         'loss_c': loss_c, 'loss_d': loss_d, 'loss_g': loss_g,
@@ -302,8 +302,8 @@ def eval_step(graphdef: nnx.GraphDef, state: dict[str, Any], batch: dict[str, ja
   y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
   logits, _ = model.classifier(x)
   mu, logvar = model.encoder(x, y1h)
-  k_noise = (jax.random.fold_in(key, 1),) if model.decoder.has_noise else ()
-  x_rec = model.decoder(cvae_gan.reparameterize(key, mu, logvar), y1h, *k_noise)
+  k_noise = jax.random.fold_in(key, 1) if model.decoder.has_noise else None
+  x_rec = model.decoder(cvae_gan.reparameterize(key, mu, logvar), y1h, k_noise)
   err = jnp.mean(jnp.square(x_rec - x), axis=(1, 2, 3))
   return {'hits': jnp.sum((jnp.argmax(logits, -1) == y) * mask),
           'sq_err': jnp.sum(err * mask), 'count': jnp.sum(mask)}
