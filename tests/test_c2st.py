@@ -20,6 +20,7 @@ def test_c2st_catches_blurred_fakes_and_passes_real_ones():
   assert caught['overall']['c2st'] >= 0.9
   assert caught['overall']['fake_as_real'] <= 0.1
   assert set(caught['per_sign']) == set(SIGNS) and caught['overall']['n'] == 80
+  assert caught['critic'] == {'steps': 60, 'lr': 1e-2}
   passed = c2st.c2st(real, labels, noise(80, 1), labels, SIGNS, steps=60)
   assert abs(passed['overall']['c2st'] - 0.5) <= 0.2
 
@@ -40,3 +41,7 @@ def test_quality_rows_and_csv():
                          'overall': {'c2st': 0.7, 'fake_as_real': 0.2, 'real_as_fake': 0.4,
                                      'n': 5}})
   assert '| A | 5 | 0.700 | 0.200 | 0.400 |' in md and 'radiologist' in md
+  # A reader can tell how hard the critic tried: its budget is in the section.
+  assert 'trained 1200 Adam steps per half at learning rate 0.01' in c2st.to_markdown(
+      {'per_sign': {}, 'overall': {'c2st': 0.9, 'fake_as_real': 0.1, 'real_as_fake': 0.1,
+                                   'n': 5}, 'critic': {'steps': 1200, 'lr': 1e-2}})
