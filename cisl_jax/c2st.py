@@ -22,6 +22,11 @@ from cisl_jax.models import layers
 # The paper's two radiologists (Section IV-B-1): fakes taken as real, reals taken as fake.
 RADIOLOGISTS = {'17 years': (0.467, 0.267), '14 years': (0.667, 0.467)}
 
+# The critic's budget per half where its held-out accuracy levels off on the phantom demo's
+# patches (BUILD_NOTES, "Automated Turing test"); a critic trained less under-reports how
+# easily the fakes are caught.
+CONVERGED_STEPS, CONVERGED_LR = 1200, 1e-2
+
 
 class Critic(nnx.Module):
   """(x, sign one-hot) -> real/fake logit: 3 stride-2 convs, global mean, linear."""
@@ -86,18 +91,17 @@ def _train_and_predict(x_tr, y_tr, t_tr, x_te, y_te, *, num_signs, steps, batch_
 
 
 def c2st(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarray,
-         gen_labels: np.ndarray, sign_names: Sequence[str], *, steps: int = 1200,
-         batch_size: int = 64, width: int = 16, lr: float = 1e-2, seed: int = 0) -> dict:
+         gen_labels: np.ndarray, sign_names: Sequence[str], *, steps: int = CONVERGED_STEPS,
+         batch_size: int = 64, width: int = 16, lr: float = CONVERGED_LR,
+         seed: int = 0) -> dict:
   """Held-out real-vs-fake accuracy per sign and overall, with the error rates.
 
   Args:
     real_images, real_labels: real patches [N,64,64,1] in [-1,1] and their sign codes.
     gen_images, gen_labels: generated patches and sign codes.
     sign_names: the name of each sign code (rows of the result).
-    steps, batch_size, width, lr: the CNN's training budget and size (per half). The
-      defaults are where the held-out accuracy stops rising on the quick demo's patches
-      (BUILD_NOTES, "Automated Turing test"): a critic trained less under-reports how
-      easily the fakes are caught.
+    steps, batch_size, width, lr: the CNN's training budget and size (per half); the
+      defaults are the converged budget above.
     seed: subsampling, split and initialisation seed.
 
   Returns:
@@ -179,8 +183,8 @@ def to_markdown(results: dict) -> str:
   critic = results.get('critic')
   budget = (f' The CNN trained {critic["steps"]} Adam steps per half at learning rate '
             f'{critic["lr"]:g}. On the phantom demo\'s patches its accuracy levels off at '
-            'about 1,200 steps (lr 0.01); fewer steps under-report how easily fakes are '
-            'caught.' if critic else '')
+            f'about {CONVERGED_STEPS} steps (lr {CONVERGED_LR:g}); fewer steps under-report '
+            'how easily fakes are caught.' if critic else '')
   lines = ['#### Automated visual Turing test (C2ST)', '',
            'A small CNN, given the patch and its sign, is trained to tell the real training '
            'patches of a sign from as many generated ones; scored on patches it did not '

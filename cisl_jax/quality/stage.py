@@ -105,7 +105,8 @@ def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict) -> Non
       :int(config['max_generated'])] for s in range(signs_lib.NUM_SIGNS)])
   res['c2st'] = c2st.c2st(np.asarray(train['image'])[keep], np.asarray(train['label'])[keep],
                           np.asarray(gen['image'])[idx], labels[idx], signs_lib.SIGNS,
-                          steps=int(config.get('c2st_steps', 1200)), seed=int(config['seed']))
+                          steps=int(config.get('c2st_steps', c2st.CONVERGED_STEPS)),
+                          seed=int(config['seed']))
   rows = c2st.quality_rows(int(config['fold']), res, res['c2st'])
   wd.write_text(os.path.join(workdir, wd.QUALITY_CSV), c2st.to_csv(rows))
   md = os.path.join(workdir, wd.QUALITY_MD)
@@ -122,7 +123,7 @@ def run_stage(config, workdir: str) -> dict:
       seed, generated_dir (the generated set, or the generate stage folder holding it),
       features_from (workdir of a classifier trained on real patches, e.g. the fold's
       ten_scratch stage), max_generated; optional k (3), num_suspicious (8) and
-      c2st_steps (1200, the Turing-test CNN's training steps per half).
+      c2st_steps (c2st.CONVERGED_STEPS, the Turing-test CNN's training steps per half).
     workdir: the stage folder, e.g. `<run>/fold<k>/quality/`.
 
   Writes quality.json, quality.md (with the automated Turing test), quality.csv,
