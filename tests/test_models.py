@@ -275,3 +275,27 @@ def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_deriva
   for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):  # float rounding apart
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain[2])) > 0
+
+
+def test_discriminator_width_scales_the_discriminator_alone():
+  """`discriminator_width` widens D only; unset, every network is initialised as before
+  the option existed (same shapes, same values), so older checkpoints restore."""
+  same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool((u == v).all()), a, b))
+  base = cvae_gan.CVAEGAN(9, 64, width=0.125, rngs=nnx.Rngs(0))
+  unset = cvae_gan.CVAEGAN(9, 64, width=0.125, discriminator_width=None, rngs=nnx.Rngs(0))
+  wide = cvae_gan.CVAEGAN(9, 64, width=0.125, discriminator_width=0.5, rngs=nnx.Rngs(0))
+  assert same(nnx.state(base), nnx.state(unset))
+  for name in ('encoder', 'decoder', 'classifier'):
+    assert same(nnx.state(getattr(base, name)), nnx.state(getattr(wide, name))), name
+  assert wide.discriminator.conv1.out_features == 16  # 32 x 0.5
+  assert base.discriminator.conv1.out_features == 4  # 32 x 0.125
+  logits, features = wide.discriminator(jnp.zeros((2, 64, 64, 1)))
+  assert logits.shape == (2, 1) and features.shape == (2, 256)  # FC 512 x 0.5
+  # A stride-2 first layer: the FC layer reads an 8x8 map instead of 16x16.
+  strided = cvae_gan.CVAEGAN(9, 64, width=0.125, discriminator_width=0.5,
+                             discriminator_first_stride=2, rngs=nnx.Rngs(0))
+  assert strided.discriminator.fc4.in_features == 8 * 8 * 64
+  assert wide.discriminator.fc4.in_features == 16 * 16 * 64
+  assert strided.discriminator(jnp.zeros((2, 64, 64, 1)))[0].shape == (2, 1)
+  with pytest.raises(ValueError, match='first_stride'):
+    cvae_gan.Critic(1, width=0.125, first_stride=4, rngs=nnx.Rngs(0))

@@ -188,3 +188,21 @@ def test_training_curves_give_each_loss_its_own_panel(tmp_path):
   assert [p.log for p in panels] == [False, True, False, False]
   out = report.write_report(make_workdir(tmp_path))
   assert (out.parent / 'training_curves.png').stat().st_size > 1000
+
+
+def test_quality_section_names_the_recipe_widths_and_budget(tmp_path):
+  """A reader of the samples learns what made them: the objective, each network's width
+  and the iterations (the quick config widens the discriminator alone)."""
+  gan_dir = tmp_path / 'fold0' / 'gan'
+  gan_dir.mkdir(parents=True)
+  config = {'width': 0.125, 'num_steps': 240, 'batch_size': 32,
+            'gan': {'recipe': 'improved', 'discriminator_width': 0.5,
+                    'improved': {'adv_weight': 10.0, 'noise_inputs': True}}}
+  (gan_dir / 'config.json').write_text(json.dumps(config))
+  text = report._recipe(tmp_path)  # pylint: disable=protected-access
+  assert 'recipe `improved`' in text and 'adv_weight=10.0' in text
+  assert 'width 0.125, discriminator 0.5; 240 iterations at batch 32' in text
+  config['gan'] = {'recipe': 'paper', 'discriminator_width': 0.0}
+  (gan_dir / 'config.json').write_text(json.dumps(config))
+  text = report._recipe(tmp_path)  # pylint: disable=protected-access
+  assert "the paper's objective" in text and 'discriminator' not in text

@@ -53,6 +53,8 @@ def tiny_config():
   c.gan.improved.upsample = 'resize'
   c.gan.improved.mode_seeking_weight = 1.0
   c.gan.improved.noise_inputs = True  # the decoder's noise scales and keys
+  c.gan.discriminator_width = 0.25  # D wider than the rest, and strided from its first
+  c.gan.discriminator_first_stride = 2  # layer: restore must rebuild it so
   return c
 
 

@@ -204,17 +204,21 @@ class Critic(nnx.Module):
   """Discriminator (`num_outputs=1`) or auxiliary classifier (9): `x -> (logits, features)`.
 
   `features` is the input of the last FC layer, used for feature matching.
+  `first_stride=2` makes the first convolution stride 2 as well (the paper's is 1): every
+  map is a quarter of the size, so a wider critic costs about what a narrow one did.
   """
 
   def __init__(self, num_outputs: int, *, width: float = 1.0, image_size: int = 64,
-               fast_conv: bool = True, rngs: nnx.Rngs):
+               first_stride: int = 1, fast_conv: bool = True, rngs: nnx.Rngs):
+    if first_stride not in (1, 2):
+      raise ValueError(f'first_stride must be 1 (the paper) or 2, not {first_stride}')
     c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
     hidden = scaled(512, width)
-    self.conv1 = conv(1, c1, 1, rngs, fast_conv)
+    self.conv1 = conv(1, c1, first_stride, rngs, fast_conv)
     self.bn1 = batch_norm(c1, rngs)
     # (2)-(3): conv 5x5 s2 + BN each.
     (self.conv2, self.bn2), (self.conv3, self.bn3) = down_blocks((c1, c2, c3), rngs, fast_conv)
-    side = -(-image_size // 4)
+    side = -(-image_size // (4 * first_stride))
     self.fc4 = nnx.Linear(side * side * c3, hidden, rngs=rngs)
     self.bn4 = batch_norm(hidden, rngs)
     self.fc5 = nnx.Linear(hidden, num_outputs, rngs=rngs)
@@ -238,17 +242,25 @@ def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Arra
 
 
 class CVAEGAN(nnx.Module):
-  """The four CVAE-GAN networks: .encoder .decoder .discriminator .classifier."""
+  """The four CVAE-GAN networks: .encoder .decoder .discriminator .classifier.
+
+  `discriminator_width` scales the discriminator alone (None: `width`, as in the paper,
+  where all four networks share one scale); `discriminator_first_stride` is its
+  Critic's `first_stride`.
+  """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
-               upsample: str = 'transposed', noise_inputs: bool = False, rngs: nnx.Rngs):
+               upsample: str = 'transposed', noise_inputs: bool = False,
+               discriminator_width: float | None = None, discriminator_first_stride: int = 1,
+               rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
     self.encoder = Encoder(num_classes, latent_dim, **kw)
     self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm,
                            upsample=upsample, noise_inputs=noise_inputs, **kw)
-    self.discriminator = Critic(1, **kw)
+    self.discriminator = Critic(1, **{**kw, 'width': discriminator_width or width},
+                                first_stride=discriminator_first_stride)
     self.classifier = Critic(num_classes, **kw)
 
   def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:

@@ -215,15 +215,26 @@ def _recipe(workdir) -> str:
   for d in wd.fold_dirs(workdir).values():
     path = d / wd.GAN / wd.CONFIG_FILE
     if path.exists():
-      gan = json.loads(path.read_text()).get('gan', {})
+      config = json.loads(path.read_text())
+      gan = config.get('gan', {})
       recipe = gan.get('recipe', 'paper')
       if recipe == 'paper':
-        return ('Samples from the CVAE-GAN recipe `paper`: the paper\'s objective '
-                '(cisl_jax/gan_recipes.py).\n\n')
-      pieces = ', '.join(f'{k}={v}' for k, v in sorted(gan.get('improved', {}).items()))
-      return (f'Samples from the CVAE-GAN recipe `improved` (cisl_jax/gan_recipes.py): '
-              f'{pieces}.\n\n')
+        text = ('Samples from the CVAE-GAN recipe `paper`: the paper\'s objective '
+                '(cisl_jax/gan_recipes.py).')
+      else:
+        pieces = ', '.join(f'{k}={v}' for k, v in sorted(gan.get('improved', {}).items()))
+        text = (f'Samples from the CVAE-GAN recipe `improved` (cisl_jax/gan_recipes.py): '
+                f'{pieces}.')
+      return f'{text} {_gan_size(config)}\n\n'
   return ''
+
+
+def _gan_size(config: dict) -> str:
+  """The GAN's widths and budget, which decide its samples as much as the recipe."""
+  d_width = config.get('gan', {}).get('discriminator_width') or 0
+  widths = f'width {config.get("width")}' + (f', discriminator {d_width}' if d_width else '')
+  return (f'Networks at {widths}; {config.get("num_steps")} iterations at batch '
+          f'{config.get("batch_size")}.')
 
 
 def _fig3(workdir, report: pathlib.Path) -> str:
