@@ -39,6 +39,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # The discriminator's own channel multiplier; 0: config.width, as the paper (one scale).
   c.gan.discriminator_width = 0.0
   c.gan.discriminator_first_stride = 1  # the paper's; 2: D's maps a quarter the size
+  c.gan.classifier_width = 0.0  # the auxiliary classifier's; 0: config.width
+  c.gan.classifier_first_stride = 1  # the paper's; 2: C's maps a quarter the size
   c.gan.adam_b1 = 0.5  # Adam beta1 (DCGAN practice, as the peers)
   c.gan.output_batchnorm = False  # the paper's BN before the decoder's tanh (see BUILD_NOTES)
   c.gan.class_mean_momentum = 0.9  # running per-class means of C's real features
@@ -82,8 +84,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # at 600 iterations: C2ST -0.028 / -0.022, recall +0.07 / +0.13, FD 37 -> 25 and
     # 19 -> 10, mean precision 0.68 / 0.72, the memorised share within 0.04 of chance; by
     # eye base's diagonal hatching is gone and pleural borders are sharp. The same width
-    # with the paper's stride-1 first layer was better still but cost 2.7x the CPU
-    # (MEASUREMENTS.md, fifteenth session). PHANTOM figures.
+    # with the paper's stride-1 first layer gave a lower FD (seed 0: 8.1 / 17.0 against
+    # 31.3 / 17.8), at 2.4x the CPU (MEASUREMENTS.md, fifteenth session). PHANTOM figures.
     c.gan.discriminator_width = 0.5  # 16/32/64 channels, FC 256
     c.gan.discriminator_first_stride = 2  # 32x32 maps after the first layer
   c.lock()

@@ -277,9 +277,10 @@ def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_deriva
   assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain[2])) > 0
 
 
-def test_discriminator_width_scales_the_discriminator_alone():
-  """`discriminator_width` widens D only; unset, every network is initialised as before
-  the option existed (same shapes, same values), so older checkpoints restore."""
+def test_critic_widths_scale_their_own_network_alone():
+  """`discriminator_width` widens D only (`classifier_width` C only); unset, every network
+  is initialised as before the options existed (same values), so older checkpoints
+  restore."""
   same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool((u == v).all()), a, b))
   base = cvae_gan.CVAEGAN(9, 64, width=0.125, rngs=nnx.Rngs(0))
   unset = cvae_gan.CVAEGAN(9, 64, width=0.125, discriminator_width=None, rngs=nnx.Rngs(0))
@@ -297,5 +298,11 @@ def test_discriminator_width_scales_the_discriminator_alone():
   assert strided.discriminator.fc4.in_features == 8 * 8 * 64
   assert wide.discriminator.fc4.in_features == 16 * 16 * 64
   assert strided.discriminator(jnp.zeros((2, 64, 64, 1)))[0].shape == (2, 1)
+  # The auxiliary classifier's pair acts on C alone.
+  c_wide = cvae_gan.CVAEGAN(9, 64, width=0.125, classifier_width=0.5,
+                            classifier_first_stride=2, rngs=nnx.Rngs(0))
+  assert c_wide.classifier.fc4.in_features == 8 * 8 * 64
+  assert same(nnx.state(base.discriminator), nnx.state(c_wide.discriminator))
+  assert c_wide.classifier(jnp.zeros((2, 64, 64, 1)))[0].shape == (2, 9)
   with pytest.raises(ValueError, match='first_stride'):
     cvae_gan.Critic(1, width=0.125, first_stride=4, rngs=nnx.Rngs(0))

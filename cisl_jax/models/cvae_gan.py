@@ -246,13 +246,15 @@ class CVAEGAN(nnx.Module):
 
   `discriminator_width` scales the discriminator alone (None: `width`, as in the paper,
   where all four networks share one scale); `discriminator_first_stride` is its
-  Critic's `first_stride`.
+  Critic's `first_stride`. `classifier_width` and `classifier_first_stride` do the same
+  for the auxiliary classifier.
   """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
                image_size: int = 64, output_batchnorm: bool = False, fast_conv: bool = True,
                upsample: str = 'transposed', noise_inputs: bool = False,
                discriminator_width: float | None = None, discriminator_first_stride: int = 1,
+               classifier_width: float | None = None, classifier_first_stride: int = 1,
                rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
@@ -261,7 +263,8 @@ class CVAEGAN(nnx.Module):
                            upsample=upsample, noise_inputs=noise_inputs, **kw)
     self.discriminator = Critic(1, **{**kw, 'width': discriminator_width or width},
                                 first_stride=discriminator_first_stride)
-    self.classifier = Critic(num_classes, **kw)
+    self.classifier = Critic(num_classes, **{**kw, 'width': classifier_width or width},
+                             first_stride=classifier_first_stride)
 
   def generate(self, key: jax.Array, y_onehot: jax.Array) -> jax.Array:
     """Decodes prior samples z ~ N(0, I) for the given one-hot signs."""

@@ -57,13 +57,15 @@ def recipe_settings(config: ml_collections.ConfigDict) -> tuple | None:
 
 def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.CVAEGAN:
   recipe = dict(recipe_settings(config) or ())
-  g = config.gan  # .get: configs recorded before the discriminator's own fields existed
+  g = config.gan  # .get: configs recorded before the critics' own fields existed
   return cvae_gan.CVAEGAN(signs.NUM_SIGNS, g.latent_dim, width=config.width,
                           output_batchnorm=config.gan.output_batchnorm,
                           upsample=recipe.get('upsample', 'transposed'),
                           noise_inputs=bool(recipe.get('noise_inputs', False)),
                           discriminator_width=g.get('discriminator_width') or None,
                           discriminator_first_stride=g.get('discriminator_first_stride', 1),
+                          classifier_width=g.get('classifier_width') or None,
+                          classifier_first_stride=g.get('classifier_first_stride', 1),
                           fast_conv=config.get('fast_conv', True), rngs=nnx.Rngs(params=key))
 
 
