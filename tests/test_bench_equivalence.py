@@ -146,9 +146,16 @@ def test_cvaegan_iterations_match_plain_layers():
       state, metrics = step(graphdef, state, batch, train_key)
       out.append([float(metrics[k]) for k in ('loss_c', 'loss_d', 'loss_g')])
     results.append(out)
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)  # the first forward
+  # With the quick config's wide, strided critic (since the fifteenth session) rounding
+  # alone moves the second iteration's losses by up to ~3e-4 relative: the plain forms on
+  # the batch scaled by 1 + 1e-7 gave loss_d 2.584998 against 2.584265 and loss_g 209.916
+  # against 209.895 (some of D's first gradients are small sums of near-cancelling terms).
+  # A wrong gradient in a fast form moves them by a share of the update, far more.
+  rtol = 5e-4
   # The update moved every loss well beyond the tolerance, so the check can fail.
-  assert np.all(np.abs(np.diff(results[1], axis=0)) > 1e-2 * np.abs(results[1][0]))
-  np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+  assert np.all(np.abs(np.diff(results[1], axis=0)) > 10 * rtol * np.abs(results[1][0]))
+  np.testing.assert_allclose(results[0], results[1], rtol=rtol, atol=1e-5)
 
 
 @pytest.mark.parametrize('shape,kernel', [((2, 8, 8, 1), (5, 5, 1, 4)),
