@@ -202,6 +202,10 @@ def test_quality_section_names_the_recipe_widths_and_budget(tmp_path):
   text = report._recipe(tmp_path)  # pylint: disable=protected-access
   assert 'recipe `improved`' in text and 'adv_weight=10.0' in text
   assert 'width 0.125, discriminator 0.5; 240 iterations at batch 32' in text
+  config['gan']['classifier_width'] = 0.25
+  (gan_dir / 'config.json').write_text(json.dumps(config))
+  text = report._recipe(tmp_path)  # pylint: disable=protected-access
+  assert 'discriminator 0.5, classifier 0.25;' in text
   config['gan'] = {'recipe': 'paper', 'discriminator_width': 0.0}
   (gan_dir / 'config.json').write_text(json.dumps(config))
   text = report._recipe(tmp_path)  # pylint: disable=protected-access

@@ -231,8 +231,10 @@ def _recipe(workdir) -> str:
 
 def _gan_size(config: dict) -> str:
   """The GAN's widths and budget, which decide its samples as much as the recipe."""
-  d_width = config.get('gan', {}).get('discriminator_width') or 0
-  widths = f'width {config.get("width")}' + (f', discriminator {d_width}' if d_width else '')
+  gan = config.get('gan', {})
+  widths = f'width {config.get("width")}' + ''.join(
+      f', {name} {gan[f"{name}_width"]}' for name in ('discriminator', 'classifier')
+      if gan.get(f'{name}_width'))
   return (f'Networks at {widths}; {config.get("num_steps")} iterations at batch '
           f'{config.get("batch_size")}.')
 

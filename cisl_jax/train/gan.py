@@ -59,7 +59,7 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
   recipe = dict(recipe_settings(config) or ())
   g = config.gan  # .get: configs recorded before the critics' own fields existed
   return cvae_gan.CVAEGAN(signs.NUM_SIGNS, g.latent_dim, width=config.width,
-                          output_batchnorm=config.gan.output_batchnorm,
+                          output_batchnorm=g.output_batchnorm,
                           upsample=recipe.get('upsample', 'transposed'),
                           noise_inputs=bool(recipe.get('noise_inputs', False)),
                           discriminator_width=g.get('discriminator_width') or None,
