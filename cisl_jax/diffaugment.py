@@ -8,6 +8,7 @@ the image, so G's gradient flows through it.
 
 Transforms (on images in [-1, 1], NHWC), per image:
   'color':       brightness + U(-0.5, 0.5), then contrast about the image mean x U(0.5, 1.5)
+                 (at `color_strength` s: + U(-0.5 s, 0.5 s) and x U(1 - 0.5 s, 1 + 0.5 s))
   'translation': an integer shift of up to 1/8 of the side per axis, zero filled
   'cutout':      a square of half the side set to 0, centred anywhere in the image
 (the authors' ranges; saturation has no meaning for a grey image.)
@@ -31,12 +32,12 @@ def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
   return names
 
 
-def color(key: jax.Array, x: jax.Array) -> jax.Array:
+def color(key: jax.Array, x: jax.Array, strength: float = 1.0) -> jax.Array:
   kb, kc = jax.random.split(key)
-  b = x.shape[0]
-  x = x + jax.random.uniform(kb, (b, 1, 1, 1), x.dtype, -0.5, 0.5)
+  b, half = x.shape[0], 0.5 * strength
+  x = x + jax.random.uniform(kb, (b, 1, 1, 1), x.dtype, -half, half)
   mean = x.mean(axis=(1, 2, 3), keepdims=True)
-  return (x - mean) * jax.random.uniform(kc, (b, 1, 1, 1), x.dtype, 0.5, 1.5) + mean
+  return (x - mean) * jax.random.uniform(kc, (b, 1, 1, 1), x.dtype, 1 - half, 1 + half) + mean
 
 
 def translation(key: jax.Array, x: jax.Array, ratio: float = 0.125) -> jax.Array:
@@ -69,12 +70,18 @@ def cutout(key: jax.Array, x: jax.Array, ratio: float = 0.5) -> jax.Array:
 _FNS = {'color': color, 'translation': translation, 'cutout': cutout}
 
 
-def diff_augment(key: jax.Array, x: jax.Array, policy: Sequence[str] = TRANSFORMS) -> jax.Array:
+def diff_augment(key: jax.Array, x: jax.Array, policy: Sequence[str] = TRANSFORMS,
+                 color_strength: float = 1.0) -> jax.Array:
   """`x` with each transform of `policy` applied in order, drawn from `key` per image.
+
+  `color_strength` scales the colour transform's ranges (1: the authors'). On CT a
+  pixel's value is a density, and brightness shifts of +-0.5 hide absolute density from
+  the discriminator.
 
   Transform i uses `fold_in(key, i)`: the same key and policy give the same images, and
   two calls that must be paired (a real patch and its reconstruction) share a key.
   """
   for i, name in enumerate(policy):
-    x = _FNS[name](jax.random.fold_in(key, i), x)
+    k = jax.random.fold_in(key, i)
+    x = color(k, x, color_strength) if name == 'color' else _FNS[name](k, x)
   return x

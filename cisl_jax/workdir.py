@@ -36,7 +36,8 @@ IGNORED_FIELDS = frozenset({'log_every', 'checkpoint_every', 'keep_checkpoints',
 _MAX_SHOWN = 8
 # Fields added after runs were recorded, with the value those runs had: a config.json
 # without the field matches a config that holds this value (finished stages stay reusable).
-ADDED_FIELDS = {'train_share': 1.0, 'mode_seeking_weight': 0.0, 'classifier_augment': ''}
+ADDED_FIELDS = {'train_share': 1.0, 'mode_seeking_weight': 0.0, 'classifier_augment': '',
+                'intensity_weight': 0.0, 'color_strength': 1.0}
 
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished

@@ -55,6 +55,23 @@ def test_diffaugment_transforms_do_what_they_say():
     assert 0.5 - 1e-4 <= slope <= 1.5 + 1e-4
 
 
+def test_color_strength_scales_the_colour_ranges_alone():
+  x = images(64)
+  key = jax.random.PRNGKey(4)
+  policy = ('color', 'translation')
+  # Strength 1 is the authors' transform, bit for bit; 0 leaves intensities unchanged.
+  np.testing.assert_array_equal(diffaugment.diff_augment(key, x, policy, 1.0),
+                                diffaugment.diff_augment(key, x, policy))
+  np.testing.assert_allclose(diffaugment.diff_augment(key, x, policy, 0.0),  # transform 1
+                             diffaugment.translation(jax.random.fold_in(key, 1), x), atol=1e-6)
+  # At strength s every image's slope lies in 1 +- s / 2 and its mean moves by <= s / 2.
+  col = np.asarray(diffaugment.color(key, x, 0.25)).reshape(64, -1)
+  flat = np.asarray(x).reshape(64, -1)
+  slopes = np.array([np.polyfit(flat[i], col[i], 1)[0] for i in range(64)])
+  assert np.all(np.abs(slopes - 1) <= 0.125 + 1e-4) and np.ptp(slopes) > 0.1
+  assert np.all(np.abs(col.mean(1) - flat.mean(1)) <= 0.125 + 1e-4)
+
+
 def test_diffaugment_policy_parsing():
   assert diffaugment.parse_policy('') == ()
   assert diffaugment.parse_policy('color, cutout') == ('color', 'cutout')
@@ -185,6 +202,49 @@ def test_mode_seeking_weight_adds_its_term():
                              gan_recipes.improved_generator_loss(terms, weights, off)
                              + 2.0 * terms['mode_seeking'], rtol=1e-6)
   assert gan_recipes.all_off(on).mode_seeking_weight == 0
+
+
+def test_intensity_matching_is_the_per_sign_cramer_distance_of_pixel_values():
+  rng = np.random.default_rng(3)
+  fake = np.tanh(rng.normal(0, 0.5, (6, 8, 8, 1))).astype(np.float32)
+  real = np.tanh(rng.normal(0.2, 0.4, (6, 8, 8, 1))).astype(np.float32)
+  labels = np.array([2, 0, 2, 1, 0, 2])
+  match = lambda f, r, y=labels, bins=256: float(gan_recipes.intensity_matching(
+      jnp.asarray(f), jnp.asarray(r), jnp.asarray(y), 9, bins))
+  # The definition: per sign, the integral of the squared difference of the empirical
+  # CDFs, weighted by the sign's images, times the pixels of an image, over the batch.
+  t = np.linspace(-1, 1, 200_001)
+  ecdf = lambda v: np.searchsorted(np.sort(v.ravel()), t, side='right') / v.size
+  expected = 64 * sum((labels == s).sum() * np.trapezoid(
+      np.square(ecdf(fake[labels == s]) - ecdf(real[labels == s])), t)
+      for s in np.unique(labels)) / len(labels)
+  np.testing.assert_allclose(match(fake, real, bins=2048), expected, rtol=2e-2)
+  np.testing.assert_allclose(match(fake, real), expected, rtol=5e-2)
+  # Only each sign's histogram counts: images of one sign swapped and flipped cost 0,
+  # the same pixels under other signs do not.
+  shuffled = fake[[5, 4, 0, 3, 1, 2]][:, ::-1]
+  assert match(fake, shuffled) == pytest.approx(0.0, abs=1e-6)
+  assert match(fake, fake[[1, 0, 2, 3, 4, 5]]) > 0.01
+  loss = lambda f, r: gan_recipes.intensity_matching(f, r, jnp.asarray(labels), 9)
+  grad_fake, grad_real = jax.grad(loss, argnums=(0, 1))(jnp.asarray(fake), jnp.asarray(real))
+  assert np.all(grad_real == 0)  # the real batch is the target, not moved
+  # A small step down the gradient brings the fakes' histograms closer to the real ones.
+  assert float(loss(jnp.asarray(fake) - 0.01 * grad_fake, jnp.asarray(real))) < match(fake, real)
+
+
+def test_intensity_weight_adds_its_term_and_is_off_by_default():
+  terms = {k: jnp.float32(1.0 + i) for i, k in enumerate((
+      'kl', 'reconstruction', 'pairwise_d', 'pairwise_c', 'mean_d', 'mean_c', 'adv_prior',
+      'adv_rec', 'class_prior', 'intensity_prior'))}
+  weights = dict(losses.DEFAULT_WEIGHTS)
+  off = gan_recipes.improved_config()
+  assert off.intensity_weight == 0
+  on = gan_recipes.improved_config()
+  on.intensity_weight = 0.5
+  np.testing.assert_allclose(gan_recipes.improved_generator_loss(terms, weights, on),
+                             gan_recipes.improved_generator_loss(terms, weights, off)
+                             + 0.5 * terms['intensity_prior'], rtol=1e-6)
+  assert gan_recipes.all_off(on).intensity_weight == 0
 
 
 def test_classifier_augment_is_off_by_default_and_by_all_off():

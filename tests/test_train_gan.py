@@ -203,13 +203,34 @@ def test_classifier_augment_changes_only_cs_input_and_is_keyed():
   assert differs(on, other)
 
 
+def test_intensity_matching_moves_only_the_generator():
+  """intensity_weight > 0 adds the prior samples' intensity-histogram term to E+G's loss
+  alone: C's update (before the forward) is bit-identical, D's matches up to the float
+  rounding of a differently fused forward, the decoder moves."""
+  c = tiny_config()
+  tx = optax.sgd(1e-2)  # SGD: see test_r1_changes_only_the_discriminators_update
+  recipe = dict(gan.recipe_settings(c))
+  assert recipe['intensity_weight'] == 0
+  off, m_off = one_iteration(c, tx, tuple(sorted(recipe.items())))
+  on, m_on = one_iteration(c, tx, tuple(sorted({**recipe, 'intensity_weight': 1.0}.items())))
+  assert 'g_intensity_prior' not in m_off and float(m_on['g_intensity_prior']) > 0
+  for x, y in zip(jax.tree.leaves(on['classifier']), jax.tree.leaves(off['classifier'])):
+    np.testing.assert_array_equal(x, y)
+  for x, y in zip(jax.tree.leaves(on['discriminator']), jax.tree.leaves(off['discriminator'])):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  moved = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(
+      jax.tree.leaves(on['decoder']), jax.tree.leaves(off['decoder'])))
+  assert moved > 1e-5
+
+
 def test_r1_changes_only_the_discriminators_update():
   """r1_gamma > 0 adds D's gradient penalty to D's loss alone, lazily: on an iteration
   that r1_every divides, at r1_every times gamma, one iteration moves D elsewhere, while
   C's update (before it) is bit-identical and E+G's matches up to the float rounding of
   a differently fused forward; on the others the iteration is the one without R1. Off,
-  R1, classifier_augment and noise_inputs give, bit for bit, the iteration of a recipe
-  without their fields (a workdir recorded before they existed)."""
+  R1, classifier_augment, noise_inputs, intensity_weight and color_strength (at 1) give,
+  bit for bit, the iteration of a recipe without their fields (a workdir recorded before
+  they existed)."""
   c = tiny_config()
   c.gan.improved.noise_inputs = False  # off, as in a recipe recorded before the field
   # SGD, not Adam: Adam's first update is lr * sign(g), so float rounding on a gradient
@@ -223,7 +244,8 @@ def test_r1_changes_only_the_discriminators_update():
   (off, m_off), (old, _) = one_step(off_recipe), one_step(
       tuple(sorted((k, v) for k, v in recipe.items()
                    if not k.startswith('r1_')
-                   and k not in ('classifier_augment', 'noise_inputs'))))
+                   and k not in ('classifier_augment', 'noise_inputs',
+                                 'intensity_weight', 'color_strength'))))
   for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
     np.testing.assert_array_equal(x, y)
   on_recipe = tuple(sorted({**recipe, 'r1_gamma': 10.0, 'r1_every': 2}.items()))

@@ -119,6 +119,7 @@ def _make_train_step(tx, weights, momentum, recipe):
   r1_gamma = float(improved.get('r1_gamma', 0.0)) if improved else 0.0
   r1_every = int(improved.get('r1_every', 1)) if improved else 1
   noise = bool(improved.get('noise_inputs', False)) if improved else False
+  color_strength = float(improved.get('color_strength', 1.0)) if improved else 1.0
 
   def r1_and_grad(d_on_real, x_real, params_d, step):
     """(R1, its gradient in D's parameters) on every r1_every-th iteration (StyleGAN2's
@@ -148,7 +149,8 @@ def _make_train_step(tx, weights, momentum, recipe):
     # DiffAugment keys: a real patch and its reconstruction share one (pairwise matching
     # compares them); prior samples draw their own.
     k_pair, k_prior = jax.random.split(jax.random.fold_in(key, 2))
-    aug = lambda k, img: diffaugment.diff_augment(k, img, policy) if policy else img
+    aug = lambda k, img: (diffaugment.diff_augment(k, img, policy, color_strength) if policy
+                          else img)
     # The decoder's noise inputs, when it has them: one key per decoder forward.
     k_noise = jax.random.split(jax.random.fold_in(key, 4), 3) if noise else None
     noise_key = lambda i: k_noise[i] if noise else None
@@ -231,6 +233,9 @@ def _make_train_step(tx, weights, momentum, recipe):
                    class_prior=losses.softmax_cross_entropy(c_p, y), lecam=reg)
       if improved.get('mode_seeking_weight', 0.0):
         terms['mode_seeking'] = gan_recipes.mode_seeking(x_p, z_p, y)
+      if improved.get('intensity_weight', 0.0):
+        terms['intensity_prior'] = gan_recipes.intensity_matching(
+            x_p, x, y, signs.NUM_SIGNS)
       loss_g = gan_recipes.improved_generator_loss(terms, weights, improved)
       return (loss_d, loss_g), (terms, new_stats, class_means, lecam)
 
