@@ -25,6 +25,28 @@ def test_c2st_catches_blurred_fakes_and_passes_real_ones():
   assert abs(passed['overall']['c2st'] - 0.5) <= 0.2
 
 
+def test_a_critic_that_did_not_train_is_trained_again_not_read_as_chance(monkeypatch):
+  """A critic that answers the same for every patch of a sign scores exactly 0.5, which
+  would read as "indistinguishable"; that half is trained again at a tenth of the rate."""
+  labels = np.arange(40) % 2
+  real, fake = np.full((40, 64, 64, 1), 0.5, np.float32), np.full((40, 64, 64, 1), -0.5,
+                                                                    np.float32)
+  rates = []
+
+  def fit(x_tr, y_tr, t_tr, x_te, y_te, *, lr, **unused):
+    rates.append(lr)
+    if lr == 1e-2:  # dead: "real" for everything
+      return np.ones(len(y_te), bool)
+    return x_te.mean(axis=(1, 2, 3)) > 0  # trained: tells them apart
+
+  monkeypatch.setattr(c2st, '_train_and_predict', fit)
+  result = c2st.c2st(real, labels, fake, labels, SIGNS, steps=5)
+  assert result['overall']['c2st'] == 1.0
+  assert result['critic']['retrained_halves'] == [0, 1]
+  assert rates == [1e-2, 1e-3, 1e-2, 1e-3]
+  assert 'did not train' in c2st.to_markdown(result)
+
+
 def test_quality_rows_and_csv():
   m = {'fd': 3.0, 'fd_real_train_vs_held_out': 1.0, 'precision': 0.5, 'recall': float('nan'),
        'diversity': {'ratio': 0.9}, 'memorisation': {'share': 0.6, 'chance': 0.66}}
