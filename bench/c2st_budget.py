@@ -44,13 +44,19 @@ def fold_patches(workdir: str, fold: int, data_dir: str | None):
   return xr, yr, np.asarray(gen['image']), np.asarray(gen['label'])
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(doc: str) -> argparse.ArgumentParser:
+  """A parser with the flags that name a finished reproduce run and its folds."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
   p.add_argument('--workdir', required=True, help='a finished reproduce run')
   p.add_argument('--data_dir', default=None,
                  help="the run's dataset, where the path it recorded (relative to the folder "
                       'it ran in) does not resolve from here')
   p.add_argument('--folds', type=_ints, default=[0])
+  return p
+
+
+def main():
+  p = run_arguments(__doc__)
   p.add_argument('--steps', type=_ints, default=[150, 300, 600, 1200])
   p.add_argument('--lrs', type=lambda t: [float(v) for v in t.split(',')], default=[1e-3, 1e-2])
   p.add_argument('--seeds', type=_ints, default=[0, 1])

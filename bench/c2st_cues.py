@@ -16,7 +16,6 @@ rate (cisl_jax/c2st.py) and its JSON line lists the halves. One JSON line per fo
 case, then a Markdown table.
 Expected runtime, 2 quiet CPU cores: ~1.5 minutes per fold and case.
 """
-import argparse
 import json
 import os
 import time
@@ -52,12 +51,7 @@ def blur(x: np.ndarray) -> np.ndarray:
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--workdir', required=True, help='a finished reproduce run')
-  p.add_argument('--data_dir', default=None,
-                 help="the run's dataset, where the path it recorded (relative to the folder "
-                      'it ran in) does not resolve from here')
-  p.add_argument('--folds', type=c2st_budget._ints, default=[0])  # pylint: disable=protected-access
+  p = c2st_budget.run_arguments(__doc__)
   p.add_argument('--seed', type=int, default=0, help="the critic's seed")
   args = p.parse_args()
   rows = {}
