@@ -13,6 +13,7 @@ Transforms (on images in [-1, 1], NHWC), per image:
   'cutout':      a square of half the side set to 0, centred anywhere in the image
 (the authors' ranges; saturation has no meaning for a grey image.)
 """
+import functools
 from typing import Sequence
 
 import jax
@@ -81,7 +82,7 @@ def diff_augment(key: jax.Array, x: jax.Array, policy: Sequence[str] = TRANSFORM
   Transform i uses `fold_in(key, i)`: the same key and policy give the same images, and
   two calls that must be paired (a real patch and its reconstruction) share a key.
   """
+  fns = {**_FNS, 'color': functools.partial(color, strength=color_strength)}
   for i, name in enumerate(policy):
-    k = jax.random.fold_in(key, i)
-    x = color(k, x, color_strength) if name == 'color' else _FNS[name](k, x)
+    x = fns[name](jax.random.fold_in(key, i), x)
   return x
