@@ -27,7 +27,10 @@ reproduction's pretrain stage). --batch_size sets the GAN's batch only (the clas
 stages keep the quick reproduction's); --mode_seeking_weight replaces the '+modeseek'
 arm's weight; --upsample replaces the decoder's upsampling from '+resize' on and
 --diffaugment the DiffAugment policy from '+diffaugment' on;
---plain runs every GAN on plain nnx convolutions (config.fast_conv=False). Every
+--plain runs every GAN on plain nnx convolutions (config.fast_conv=False);
+--match_intensities measures every arm a second time (', matched' rows), its generated
+set mapped per sign onto the real training patches' quantiles (cisl_jax/intensity_match.py),
+with the same GAN and the C2ST on the matched set. Every
 stage keeps its folder under --workdir, so a killed run started again continues;
 finished arms are not retrained.
 Prints one Markdown table (also written to <workdir>/ablation.md) with the machine's
@@ -154,20 +157,25 @@ def classifier_config(args, **fields):
   return c
 
 
-def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dict:
-  """Generation, quality, C2ST and the binary pre-training of one trained GAN."""
+def measure(args, name: str, gan_dir: pathlib.Path, real, held, features,
+            matched: bool = False) -> dict:
+  """Generation, quality, C2ST and the binary pre-training of one trained GAN; with
+  `matched`, of its generated set intensity-matched (configs/generate.py)."""
   root = gan_dir.parent
+  suffix = '_matched' if matched else ''
   g = common.load_config('generate', 'quick')
   g.unlock()
   g.gan_workdir, g.num_per_sign, g.seed = str(gan_dir), args.per_sign, args.seed
-  generate.generate(g, str(root / 'generate'))
-  gen = input_pipeline.load_generated(str(root / 'generate' / wd.GENERATED_DIR))
+  g.match_intensities = matched
+  generate.generate(g, str(root / f'generate{suffix}'))
+  gen = input_pipeline.load_generated(str(root / f'generate{suffix}' / wd.GENERATED_DIR))
   q = quality_measures.evaluate(features, real['image'], real['label'], held['image'], held['label'],
                        gen['image'], gen['label'], max_generated=args.per_sign,
                        seed=args.seed)['overall']
   xr, yr = gan.sign_patches(real)
   t = c2st.c2st(xr, yr, gen['image'], gen['label'], signs.SIGNS, seed=args.seed)['overall']
-  row = {'arm': name, 'fd': q['fd'], 'fd_floor': q['fd_real_train_vs_held_out'],
+  row = {'arm': name + (', matched' if matched else ''), 'fd': q['fd'],
+         'fd_floor': q['fd_real_train_vs_held_out'],
          'precision': q['precision'], 'recall': q['recall'],
          'memorised': q['memorisation']['share'], 'chance': q['memorisation']['chance'],
          'c2st': t['c2st'], 'fake_as_real': t['fake_as_real'],
@@ -176,8 +184,8 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features) -> dic
   for s in args.signs.split(','):
     m = classifier.train_and_evaluate(classifier_config(
         args, mode='pretrain', task='binary', sign=s, num_steps=80,
-        generated_dir=str(root / 'generate'), pretrain_per_class=args.per_sign),
-        str(root / f'pretrain_{s}'))
+        generated_dir=str(root / f'generate{suffix}'), pretrain_per_class=args.per_sign),
+        str(root / f'pretrain{suffix}_{s}'))
     row[f'SE_{s}'], row[f'AC_{s}'] = m['sensitivity_pos'], m['accuracy']
   return row
 
@@ -246,6 +254,9 @@ def main(argv=None) -> int:
   p.add_argument('--wide', type=float, default=0.0, help='also the last arm at this width')
   p.add_argument('--signs', default='GGO,CV', help='signs of the binary pre-training')
   p.add_argument('--per_sign', type=int, default=256, help='generated patches per sign')
+  p.add_argument('--match_intensities', action='store_true',
+                 help='also measure every arm with its generated set intensity-matched '
+                 'per sign to the real training patches (configs/generate.py), one GAN')
   args = p.parse_args(argv)
   if args.arms is None:
     args.arms = '' if args.variants else ','.join(a for a, _ in ARMS)
@@ -296,6 +307,8 @@ def main(argv=None) -> int:
       if not link.exists():
         link.symlink_to(gan_dir.resolve())
     rows.append(measure(args, name, arm_dir / 'gan', real, held, features))
+    if args.match_intensities:
+      rows.append(measure(args, name, arm_dir / 'gan', real, held, features, matched=True))
     (work / 'ablation.json').write_text(json.dumps(rows, indent=1))
   load = ' / '.join(f'{x:.1f}' for x in os.getloadavg())
   batch = args.batch_size or common.load_config('train_gan', 'quick').batch_size
@@ -304,6 +317,8 @@ def main(argv=None) -> int:
   ms += '' if args.upsample is None else f', upsample {args.upsample!r} from +resize on'
   ms += '' if args.diffaugment is None else f', DiffAugment {args.diffaugment!r}'
   ms += ', plain nnx convolutions' if args.plain else ''
+  ms += ("; ', matched': the same GAN's set intensity-matched per sign"
+         if args.match_intensities else '')
   ms += ('; variant arms: configs/train_gan.py:quick plus the overrides named (base: none)'
          if variants else '')
   text = (f'Phantom data, fold {args.fold}, seed {args.seed}, {args.steps} iterations at width '

@@ -7,7 +7,9 @@ stage's converged critic) of the generated set against the real training patches
   raw:      as the quality stage scores it;
   matched:  each sign's generated pixel values mapped, by one monotone function per
             sign, onto the quantiles of that sign's real pixel values (histogram
-            matching): the densities are then the real ones and only layout is left;
+            matching, cisl_jax/intensity_match.py, what configs/generate.py's
+            match_intensities does): the densities are then the real ones and only
+            layout is left;
   blurred:  both sets smoothed by a Gaussian of sigma 1 pixel, which removes the grain;
   matched, blurred: both.
 A reading that falls once the histograms are matched measures how much the critic
@@ -27,23 +29,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from scipy import ndimage  # pylint: disable=g-import-not-at-top
 
 from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
+from cisl_jax import intensity_match  # pylint: disable=g-import-not-at-top
 from cisl_jax import signs  # pylint: disable=g-import-not-at-top
 from cisl_jax import workdir as wd  # pylint: disable=g-import-not-at-top
 from cisl_jax.quality import stage as quality_stage  # pylint: disable=g-import-not-at-top
-
-
-def match_histograms(gen: np.ndarray, gen_labels: np.ndarray, real: np.ndarray,
-                     real_labels: np.ndarray) -> np.ndarray:
-  """`gen` with each sign's pixel values replaced by the real ones of the same rank."""
-  out = np.array(gen, np.float32)
-  for s in np.unique(gen_labels):
-    g, r = gen_labels == s, real_labels == s
-    if not r.any():
-      continue
-    flat = out[g].ravel()
-    ranks = flat.argsort().argsort() / max(flat.size - 1, 1)
-    out[g] = np.quantile(real[r].ravel(), ranks).reshape(out[g].shape)
-  return out
 
 
 def blur(x: np.ndarray) -> np.ndarray:
@@ -57,7 +46,7 @@ def main():
   rows = {}
   for fold in args.folds:
     xr, yr, xg, yg = c2st_budget.fold_patches(args.workdir, fold, args.data_dir)
-    matched = match_histograms(xg, yg, xr, yr)
+    matched, _ = intensity_match.match(xg, yg, xr, yr)
     cases = {'raw': (xr, xg), 'matched': (xr, matched), 'blurred': (blur(xr), blur(xg)),
              'matched, blurred': (blur(xr), blur(matched))}
     for case, (real, gen) in cases.items():

@@ -162,25 +162,34 @@ def c2st(real_images: np.ndarray, real_labels: np.ndarray, gen_images: np.ndarra
   return {'per_sign': per_sign, 'overall': row(np.ones(len(t), bool)), 'critic': critic}
 
 
+# c2st_raw: the C2ST of the decoder's own output where the generated set was
+# intensity-matched (cisl_jax/intensity_match.py), else empty.
 QUALITY_COLUMNS = ('fold', 'sign', 'fd', 'fd_floor', 'precision', 'recall', 'diversity',
-                   'memorised', 'memorised_chance', 'c2st')
+                   'memorised', 'memorised_chance', 'c2st', 'c2st_raw')
 
 
-def quality_rows(fold: int, quality_results: dict, c2st_results: dict) -> list[dict]:
+def quality_rows(fold: int, quality_results: dict, c2st_results: dict,
+                 c2st_raw: dict | None = None) -> list[dict]:
   """The rows of quality.csv for one fold: one per sign, then 'overall'.
 
-  quality_results: cisl_jax.quality.measures.evaluate's result; c2st_results: `c2st`'s.
+  quality_results: cisl_jax.quality.measures.evaluate's result; c2st_results: `c2st`'s;
+  c2st_raw: `c2st`'s on the decoder's output before an intensity match, if there was one.
   """
   rows = []
   named = list(quality_results['per_sign'].items()) + [('overall', quality_results['overall'])]
+  def reading(results, name):
+    if results is None:
+      return float('nan')
+    t = results['overall'] if name == 'overall' else results['per_sign'].get(name, {})
+    return t.get('c2st', float('nan'))
+
   for name, m in named:
-    t = c2st_results['overall'] if name == 'overall' else c2st_results['per_sign'].get(name, {})
     rows.append({'fold': fold, 'sign': name, 'fd': m['fd'],
                  'fd_floor': m['fd_real_train_vs_held_out'], 'precision': m['precision'],
                  'recall': m['recall'], 'diversity': m['diversity']['ratio'],
                  'memorised': m['memorisation']['share'],
                  'memorised_chance': m['memorisation']['chance'],
-                 'c2st': t.get('c2st', float('nan'))})
+                 'c2st': reading(c2st_results, name), 'c2st_raw': reading(c2st_raw, name)})
   return rows
 
 
@@ -192,8 +201,12 @@ def to_csv(rows: list[dict]) -> str:
                    + [','.join(fmt(r[c]) for c in QUALITY_COLUMNS) for r in rows]) + '\n'
 
 
-def to_markdown(results: dict) -> str:
-  """The automated Turing test's section: per-sign rows and the radiologists beside."""
+def to_markdown(results: dict, raw: dict | None = None) -> str:
+  """The automated Turing test's section: per-sign rows and the radiologists beside.
+
+  raw: `c2st`'s result on the decoder's output before an intensity match, if there was
+  one; its accuracy is then a column of its own.
+  """
   f = lambda x: 'n/a' if np.isnan(x) else f'{x:.3f}'
   critic = results.get('critic')
   budget = (f' The CNN trained {critic["steps"]} Adam steps per half at learning rate '
@@ -205,18 +218,29 @@ def to_markdown(results: dict) -> str:
                'every patch of each sign (it did not train) and was trained again at '
                f'learning rate {critic["lr"] * RETRAIN_LR_FACTOR:g}, which may under-report '
                'how easily fakes are caught.')
+  if raw is not None:
+    budget += (' The generated set was intensity-matched: each sign\'s pixel values mapped '
+               'onto the quantiles of that sign\'s real training patches '
+               '(cisl_jax/intensity_match.py). The last column is the same test on the '
+               'decoder\'s own output, before the match: the gap between the two columns '
+               'is what the densities alone gave away.')
+  extra, sep = (' C2ST before the match |', '---|') if raw is not None else ('', '')
   lines = ['#### Automated visual Turing test (C2ST)', '',
            'A small CNN, given the patch and its sign, is trained to tell the real training '
            'patches of a sign from as many generated ones; scored on patches it did not '
            'see (two-fold cross-fitting). Accuracy 0.5: indistinguishable; 1.0: every fake '
            f'caught.{budget}', '',
            '| sign | n real (= n fake) | C2ST accuracy | fakes taken as real | '
-           'reals taken as fake |', '|---|---|---|---|---|']
+           f'reals taken as fake |{extra}', f'|---|---|---|---|---|{sep}']
+  raw_rows = {} if raw is None else {**raw['per_sign'], '**overall**': raw['overall']}
   rows = list(results['per_sign'].items()) + [('**overall**', results['overall'])]
   for name, r in rows:
+    cell = (f' {f(raw_rows.get(name, {}).get("c2st", float("nan")))} |'
+            if raw is not None else '')
     lines.append(f'| {name} | {r["n"]} | {f(r["c2st"])} | {f(r["fake_as_real"])} | '
-                 f'{f(r["real_as_fake"])} |')
+                 f'{f(r["real_as_fake"])} |{cell}')
   for who, (fr, rf) in RADIOLOGISTS.items():
+    cell = ' |' if raw is not None else ''
     lines.append(f'| the paper\'s radiologist ({who}; 10 real + 10 fake per sign) | 90 | '
-                 f'{1 - (fr + rf) / 2:.3f} | {fr:.3f} | {rf:.3f} |')
+                 f'{1 - (fr + rf) / 2:.3f} | {fr:.3f} | {rf:.3f} |{cell}')
   return '\n'.join(lines) + '\n'

@@ -37,7 +37,7 @@ _MAX_SHOWN = 8
 # Fields added after runs were recorded, with the value those runs had: a config.json
 # without the field matches a config that holds this value (finished stages stay reusable).
 ADDED_FIELDS = {'train_share': 1.0, 'mode_seeking_weight': 0.0, 'classifier_augment': '',
-                'intensity_weight': 0.0, 'color_strength': 1.0}
+                'intensity_weight': 0.0, 'color_strength': 1.0, 'match_intensities': False}
 
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished
@@ -45,6 +45,8 @@ CONFIG_FILE = 'config.json'  # the config the stage ran with
 PREDICTIONS_FILE = 'predictions.npz'  # classifier stages: labels, preds, probs, trace
 CHECKPOINTS_DIR = 'checkpoints'  # Orbax checkpoints
 GENERATED_DIR = 'generated'  # generate stage: the generated patch set
+# generate stage, with match_intensities: the decoder's output before the match
+GENERATED_RAW_DIR = 'generated_raw'
 FIG3_FILE = 'fig3_real_vs_generated.png'  # generate stage: the paper's Fig. 3 grid
 EXPORT_DIR = 'export'  # generate stage: <sign>.npy and <sign>.png per sign, when asked
 QUALITY_JSON = 'quality.json'  # quality stage: every measure

@@ -24,6 +24,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # configs/reproduce.py, the largest of its pre-training and sweep sizes).
   c.num_per_sign = 300 if quick else 18_000
   c.batch_size = 256 if quick else 2048  # decoder batch (generation only)
+  # Map each sign's generated pixel values onto the quantiles of that sign's real
+  # training patches (cisl_jax/intensity_match.py): the generated set then has the real
+  # densities, and the decoder's own output is kept beside it in generated_raw/.
+  c.match_intensities = False  # the paper's generator has no such step
   c.fig3_per_sign = 8  # real and generated examples per sign in the Fig. 3 grid
   # Per-sign copies of the set in <workdir>/export/ (set them on the run that generates:
   # a finished stage does nothing): <sign>.npy, (N, 64, 64) float32 in [-1, 1] over the

@@ -56,13 +56,23 @@ def test_quality_rows_and_csv():
   assert [r['sign'] for r in rows] == ['A', 'overall'] and rows[1]['c2st'] == 0.65
   text = c2st.to_csv(rows).splitlines()
   assert text[0] == ('fold,sign,fd,fd_floor,precision,recall,diversity,memorised,'
-                     'memorised_chance,c2st')
-  assert text[1] == '2,A,3,1,0.5,,0.9,0.6,0.66,0.7'
+                     'memorised_chance,c2st,c2st_raw')
+  assert text[1] == '2,A,3,1,0.5,,0.9,0.6,0.66,0.7,'  # no intensity match: c2st_raw empty
+  raw = {'per_sign': {'A': {'c2st': 0.95}}, 'overall': {'c2st': 0.9}}
+  matched = c2st.to_csv(c2st.quality_rows(2, results, t, raw)).splitlines()
+  assert matched[1].endswith(',0.7,0.95') and matched[2].endswith(',0.65,0.9')
   md = c2st.to_markdown({'per_sign': {'A': {'c2st': 0.7, 'fake_as_real': 0.2,
                                             'real_as_fake': 0.4, 'n': 5}},
                          'overall': {'c2st': 0.7, 'fake_as_real': 0.2, 'real_as_fake': 0.4,
                                      'n': 5}})
   assert '| A | 5 | 0.700 | 0.200 | 0.400 |' in md and 'radiologist' in md
+  assert 'before the match' not in md
+  row = {'c2st': 0.7, 'fake_as_real': 0.2, 'real_as_fake': 0.4, 'n': 5}
+  md = c2st.to_markdown({'per_sign': {'A': row}, 'overall': row},
+                        {'per_sign': {'A': {'c2st': 0.95}}, 'overall': {'c2st': 0.9}})
+  assert '| C2ST before the match |' in md and 'intensity-matched' in md
+  assert '| A | 5 | 0.700 | 0.200 | 0.400 | 0.950 |' in md
+  assert '| **overall** | 5 | 0.700 | 0.200 | 0.400 | 0.900 |' in md
   # A reader can tell how hard the critic tried: its budget is in the section.
   assert 'trained 1200 Adam steps per half at learning rate 0.01' in c2st.to_markdown(
       {'per_sign': {}, 'overall': {'c2st': 0.9, 'fake_as_real': 0.1, 'real_as_fake': 0.1,

@@ -168,12 +168,25 @@ def test_classifier_features_and_stage(tmp_path, monkeypatch):
   assert 'ten_scratch' in (tmp_path / 'quality' / 'quality.md').read_text()
   assert 'Automated visual Turing test' in (tmp_path / 'quality' / 'quality.md').read_text()
   csv = (tmp_path / 'quality' / 'quality.csv').read_text().splitlines()
-  assert csv[0].split(',')[-1] == 'c2st' and csv[-1].startswith('0,overall,')
+  assert csv[0].split(',')[-2:] == ['c2st', 'c2st_raw'] and csv[-1].startswith('0,overall,')
+  assert csv[-1].endswith(',')  # no intensity match: no raw reading
   assert len(csv) == 1 + signs_lib.NUM_SIGNS + 1
   assert 0 <= metrics['c2st']['overall']['c2st'] <= 1
   # Finished: a second call reads metrics.json back.
   assert stage.run_stage(config, str(tmp_path / 'quality')) == json.loads(
       (tmp_path / 'quality' / 'metrics.json').read_text())
+
+  # An intensity-matched set (configs/generate.py match_intensities): generated/ is what
+  # is measured, the decoder's output in generated_raw/ beside it is scored as well.
+  input_pipeline.write_generated(str(tmp_path / 'matched' / 'generated'), gen, gl)
+  input_pipeline.write_generated(str(tmp_path / 'matched' / 'generated_raw'), -gen, gl)
+  config['generated_dir'] = str(tmp_path / 'matched')
+  metrics = stage.run_stage(config, str(tmp_path / 'quality_matched'))
+  assert metrics['generated_dir'].endswith(os.path.join('matched', 'generated'))
+  assert 0 <= metrics['c2st_raw']['overall']['c2st'] <= 1
+  csv = (tmp_path / 'quality_matched' / 'quality.csv').read_text().splitlines()
+  assert csv[-1].split(',')[-1] != ''
+  assert 'C2ST before the match' in (tmp_path / 'quality_matched' / 'quality.md').read_text()
 
 
 def test_signs_absent_from_a_set_are_skipped_with_the_reason(tmp_path):

@@ -210,3 +210,9 @@ def test_quality_section_names_the_recipe_widths_and_budget(tmp_path):
   (gan_dir / 'config.json').write_text(json.dumps(config))
   text = report._recipe(tmp_path)  # pylint: disable=protected-access
   assert "the paper's objective" in text and 'discriminator' not in text
+  assert 'match_intensities' not in text
+  generate_dir = tmp_path / 'fold0' / 'generate'
+  generate_dir.mkdir()
+  (generate_dir / 'metrics.json').write_text(json.dumps(
+      {'intensity_match': {'GGO': {'median_before': 0.1}}}))
+  assert 'match_intensities' in report._recipe(tmp_path)  # pylint: disable=protected-access

@@ -121,6 +121,21 @@ def test_gan_resume_is_bit_identical_compiles_once_and_generates(tmp_path, monke
   np.testing.assert_array_equal(np.bincount(data['label']), [5] * 9)
   assert np.abs(data['image']).max() <= 1
   assert os.path.getsize(out['fig3']) > 1000
+  assert out['intensity_match'] == {} and not (tmp_path / 'gen' / 'generated_raw').exists()
+
+  # Intensity-matched: the decoder's output is kept as it was, the set takes the real
+  # training patches' densities sign by sign.
+  g.match_intensities = True
+  g.export_npy = g.export_png = False
+  out = generate.generate(g, str(tmp_path / 'gen_matched'))
+  raw = input_pipeline.load_generated(str(tmp_path / 'gen_matched' / 'generated_raw'))
+  matched = input_pipeline.load_generated(str(tmp_path / 'gen_matched' / 'generated'))
+  np.testing.assert_array_equal(raw['image'], data['image'])
+  real = fake_load_split(None, None, (1, 2))  # the GAN's training folds (held out: 0)
+  for s in range(9):
+    np.testing.assert_allclose(np.median(matched['image'][matched['label'] == s]),
+                               np.median(real['image'][real['label'] == s]), atol=0.02)
+  assert sorted(out['intensity_match']) == sorted(signs.SIGNS)
 
 
 def test_paper_recipe_is_the_improved_one_with_every_piece_off():

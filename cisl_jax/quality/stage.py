@@ -18,8 +18,9 @@ from cisl_jax.quality import section
 
 
 def find_generated(stage_dir: str) -> str:
-  """The generated-set folder (holding dataset_info.json) in or just under stage_dir."""
-  candidates = [stage_dir] + sorted(
+  """The generated-set folder (holding dataset_info.json) in or just under stage_dir:
+  a generate stage's `generated/` before any other (such as `generated_raw/`)."""
+  candidates = [stage_dir, os.path.join(stage_dir, wd.GENERATED_DIR)] + sorted(
       os.path.join(stage_dir, d) for d in (os.listdir(stage_dir) if os.path.isdir(stage_dir)
                                            else ()))
   for c in candidates:
@@ -94,25 +95,38 @@ def classifier_features(stage_dir: str, batch_size: int = 256) -> measures.Featu
   return fn
 
 
-def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict) -> None:
+def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict,
+                 raw: dict | None) -> None:
   """The automated Turing test (cisl_jax/c2st.py) on the same generated subsample's
-  signs; appends its section to quality.md, writes quality.csv and res['c2st']."""
+  signs, and on the same patches before the intensity match where `raw` holds them;
+  appends its section to quality.md, writes quality.csv, res['c2st'] (and 'c2st_raw')."""
   from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
   keep = np.asarray(train['label']) < signs_lib.NUM_SIGNS
   labels = np.asarray(gen['label'])
   rng = np.random.default_rng(int(config['seed']))
   idx = np.concatenate([rng.permutation(np.flatnonzero(labels == s))[
       :int(config['max_generated'])] for s in range(signs_lib.NUM_SIGNS)])
-  res['c2st'] = c2st.c2st(np.asarray(train['image'])[keep], np.asarray(train['label'])[keep],
-                          np.asarray(gen['image'])[idx], labels[idx], signs_lib.SIGNS,
-                          steps=int(config.get('c2st_steps', c2st.CONVERGED_STEPS)),
-                          seed=int(config['seed']))
-  rows = c2st.quality_rows(int(config['fold']), res, res['c2st'])
+  test = lambda images: c2st.c2st(
+      np.asarray(train['image'])[keep], np.asarray(train['label'])[keep],
+      np.asarray(images)[idx], labels[idx], signs_lib.SIGNS,
+      steps=int(config.get('c2st_steps', c2st.CONVERGED_STEPS)), seed=int(config['seed']))
+  res['c2st'] = test(gen['image'])
+  if raw is not None:
+    res['c2st_raw'] = test(raw['image'])
+  rows = c2st.quality_rows(int(config['fold']), res, res['c2st'], res.get('c2st_raw'))
   wd.write_text(os.path.join(workdir, wd.QUALITY_CSV), c2st.to_csv(rows))
   md = os.path.join(workdir, wd.QUALITY_MD)
   with open(md) as f:
     section = f.read()
-  wd.write_text(md, section + '\n' + c2st.to_markdown(res['c2st']))
+  wd.write_text(md, section + '\n' + c2st.to_markdown(res['c2st'], res.get('c2st_raw')))
+
+
+def raw_generated(gen_dir: str) -> str | None:
+  """The decoder's output before the intensity match, beside a generate stage's
+  generated/ set (config.match_intensities), else None."""
+  raw = os.path.join(os.path.dirname(os.path.abspath(gen_dir)), wd.GENERATED_RAW_DIR)
+  matched = os.path.basename(os.path.abspath(gen_dir)) == wd.GENERATED_DIR
+  return raw if matched and os.path.isfile(os.path.join(raw, 'dataset_info.json')) else None
 
 
 def run_stage(config, workdir: str) -> dict:
@@ -125,6 +139,9 @@ def run_stage(config, workdir: str) -> dict:
       ten_scratch stage), max_generated; optional k (3), num_suspicious (8) and
       c2st_steps (c2st.CONVERGED_STEPS, the Turing-test CNN's training steps per half).
     workdir: the stage folder, e.g. `<run>/fold<k>/quality/`.
+
+  Where the generated set was intensity-matched (a `generated_raw/` beside it), the
+  automated Turing test also scores the decoder's output before the match.
 
   Writes quality.json, quality.md (with the automated Turing test), quality.csv,
   memorisation.png and, last, metrics.json (which
@@ -142,6 +159,8 @@ def run_stage(config, workdir: str) -> dict:
                                     [f for f in range(num_folds) if f != fold])
   held = input_pipeline.load_split(config['data_dir'], config['source'], [fold])
   gen = input_pipeline.load_generated(gen_dir)
+  raw_dir = raw_generated(gen_dir)
+  raw = input_pipeline.load_generated(raw_dir) if raw_dir else None
   logging.info('quality: %d generated patches from %s, features of %s', len(gen['label']),
                gen_dir, config['features_from'])
   res = measures.evaluate(classifier_features(config['features_from']), train['image'],
@@ -150,7 +169,7 @@ def run_stage(config, workdir: str) -> dict:
                  num_suspicious=int(get('num_suspicious', 8)), seed=int(config['seed']))
   res['features'] = f'penultimate layer of the classifier in {config["features_from"]}'
   section.write_quality_section(workdir, res)
-  _turing_test(config, workdir, res, train, gen)
+  _turing_test(config, workdir, res, train, gen, raw)
   metrics = section.jsonable({k: v for k, v in res.items() if k != 'suspicious'})
   metrics['generated_dir'] = gen_dir
   wd.write_text(metrics_path, json.dumps(metrics, indent=2))

@@ -225,8 +225,20 @@ def _recipe(workdir) -> str:
         pieces = ', '.join(f'{k}={v}' for k, v in sorted(gan.get('improved', {}).items()))
         text = (f'Samples from the CVAE-GAN recipe `improved` (cisl_jax/gan_recipes.py): '
                 f'{pieces}.')
-      return f'{text} {_gan_size(config)}\n\n'
+      return f'{text} {_gan_size(config)}{_intensity_match(d)}\n\n'
   return ''
+
+
+def _intensity_match(fold_dir: pathlib.Path) -> str:
+  """Whether the fold's generate stage intensity-matched its set (configs/generate.py)."""
+  metrics = wd.read_json(fold_dir / wd.GENERATE / wd.METRICS_FILE) or {}
+  if not metrics.get('intensity_match'):
+    return ''
+  return (' The generate stage then mapped each sign\'s pixel values onto the quantiles of '
+          'that sign\'s real training patches (`match_intensities`, '
+          'cisl_jax/intensity_match.py): the classifiers pre-train on the matched set, '
+          'and each automated Turing test below scores it beside the decoder\'s own '
+          'output.')
 
 
 def _gan_size(config: dict) -> str:

@@ -1,11 +1,15 @@
 """Generation: prior samples of a trained CVAE-GAN for every sign, and the Fig. 3 grid.
 
 Writes `<workdir>/generated/` (input_pipeline.write_generated; read back with
-load_generated), `<workdir>/fig3_real_vs_generated.png` (real training patches beside
-generated ones, one row per sign, as the paper's Fig. 3), when asked (config.export_npy,
+load_generated), with config.match_intensities the decoder's own output in
+`<workdir>/generated_raw/` and in generated/ the same patches intensity-matched per sign
+to the GAN's training patches (cisl_jax/intensity_match.py),
+`<workdir>/fig3_real_vs_generated.png` (real training patches beside the generated set,
+one row per sign, as the paper's Fig. 3), when asked (config.export_npy,
 config.export_png) per-sign copies in `<workdir>/export/` and `<workdir>/metrics.json`.
 """
 import os
+import shutil
 import time
 from typing import Any
 
@@ -19,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from cisl_jax import input_pipeline
+from cisl_jax import intensity_match
 from cisl_jax import sharding
 from cisl_jax import signs
 from cisl_jax import terminal
@@ -135,13 +140,20 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _, _, key = common.split_keys(config.seed)
   labels = np.repeat(np.arange(signs.NUM_SIGNS, dtype=np.int32), config.num_per_sign)
   images = generate_images(graphdef, state, key, labels, config.batch_size)
-  out_dir = input_pipeline.write_generated(os.path.join(workdir, workdir_lib.GENERATED_DIR), images,
-                                           labels)
-  # Fig. 3's real row: the patches this GAN trained on (its share of the training folds).
+  # The patches this GAN trained on (its share of the training folds): Fig. 3's real
+  # row, and the reference of the intensity match.
   real = input_pipeline.load_training(gan_config.data_dir, gan_config.source,
                                       common.training_folds(gan_config),
                                       gan_config.get('train_share', 1.0), gan_config.seed)
   real_images, real_labels = gan.sign_patches(real)
+  matched, raw_dir = {}, os.path.join(workdir, workdir_lib.GENERATED_RAW_DIR)
+  if config.get('match_intensities', False):
+    input_pipeline.write_generated(raw_dir, images, labels)
+    images, matched = intensity_match.match(images, labels, real_images, real_labels)
+  else:  # a raw set left by an earlier run would mark this set as matched
+    shutil.rmtree(raw_dir, ignore_errors=True)
+  out_dir = input_pipeline.write_generated(os.path.join(workdir, workdir_lib.GENERATED_DIR), images,
+                                           labels)
   fig_path = fig3(real_images, real_labels, images, labels, config.fig3_per_sign,
                   os.path.join(workdir, workdir_lib.FIG3_FILE), config.seed)
   exported = export_per_sign(images, labels, os.path.join(workdir, workdir_lib.EXPORT_DIR),
@@ -152,7 +164,9 @@ def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             'num_per_sign': int(config.num_per_sign), 'num_generated': int(len(labels)),
             'generated_dir': out_dir, 'fig3': fig_path,
             'pixel_mean': float(images.mean()), 'pixel_std': float(images.std()),
-            'exported': exported}
+            'exported': exported,
+            # per matched sign: pixel medians before and after the match, and real
+            'intensity_match': {signs.SIGNS[k]: v for k, v in matched.items()}}
   path = workdir_lib.write_json(os.path.join(workdir, workdir_lib.METRICS_FILE), result)
   export = (f', per-sign copies in {os.path.join(workdir, workdir_lib.EXPORT_DIR)}'
             if exported else '')
