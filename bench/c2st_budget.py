@@ -58,7 +58,7 @@ def run_arguments(doc: str) -> argparse.ArgumentParser:
 def main():
   p = run_arguments(__doc__)
   p.add_argument('--steps', type=_ints, default=[150, 300, 600, 1200])
-  p.add_argument('--lrs', type=lambda t: [float(v) for v in t.split(',')], default=[1e-3, 1e-2])
+  p.add_argument('--lrs', type=lambda t: [float(v) for v in t.split(',')], default=[1e-3, 3e-3, 1e-2])
   p.add_argument('--seeds', type=_ints, default=[0, 1])
   args = p.parse_args()
   means = {}

@@ -26,8 +26,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.batch_size = 256 if quick else 2048  # decoder batch (generation only)
   # Map each sign's generated pixel values onto the quantiles of that sign's real
   # training patches (cisl_jax/intensity_match.py): the generated set then has the real
-  # densities, and the decoder's own output is kept beside it in generated_raw/.
-  c.match_intensities = False  # the paper's generator has no such step
+  # densities, and the decoder's own output is kept beside it in generated_raw/. Quick:
+  # on, by the rule in BUILD_NOTES.md (it raised pre-training-only SE in 3 of 4
+  # seed-folds); paper: off, the paper's generator has no such step.
+  c.match_intensities = quick
   c.fig3_per_sign = 8  # real and generated examples per sign in the Fig. 3 grid
   # Per-sign copies of the set in <workdir>/export/ (set them on the run that generates:
   # a finished stage does nothing): <sign>.npy, (N, 64, 64) float32 in [-1, 1] over the

@@ -20,7 +20,7 @@ def test_c2st_catches_blurred_fakes_and_passes_real_ones():
   assert caught['overall']['c2st'] >= 0.9
   assert caught['overall']['fake_as_real'] <= 0.1
   assert set(caught['per_sign']) == set(SIGNS) and caught['overall']['n'] == 80
-  assert caught['critic'] == {'steps': 60, 'lr': 1e-2}
+  assert caught['critic'] == {'steps': 60, 'lr': c2st.CONVERGED_LR}
   passed = c2st.c2st(real, labels, noise(80, 1), labels, SIGNS, steps=60)
   assert abs(passed['overall']['c2st'] - 0.5) <= 0.2
 
@@ -35,7 +35,7 @@ def test_a_critic_that_did_not_train_is_trained_again_not_read_as_chance(monkeyp
 
   def fit(x_tr, y_tr, t_tr, x_te, y_te, *, lr, **unused):
     rates.append(lr)
-    if lr == 1e-2:  # dead: "real" for everything
+    if lr == c2st.CONVERGED_LR:  # dead: "real" for everything
       return np.ones(len(y_te), bool)
     return x_te.mean(axis=(1, 2, 3)) > 0  # trained: tells them apart
 
@@ -43,7 +43,8 @@ def test_a_critic_that_did_not_train_is_trained_again_not_read_as_chance(monkeyp
   result = c2st.c2st(real, labels, fake, labels, SIGNS, steps=5)
   assert result['overall']['c2st'] == 1.0
   assert result['critic']['retrained_halves'] == [0, 1]
-  assert rates == [1e-2, 1e-3, 1e-2, 1e-3]
+  lr = c2st.CONVERGED_LR
+  assert rates == [lr, lr * c2st.RETRAIN_LR_FACTOR] * 2
   assert 'did not train' in c2st.to_markdown(result)
 
 
