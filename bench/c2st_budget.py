@@ -32,14 +32,16 @@ def _ints(text):
   return [int(v) for v in text.split(',')]
 
 
-def fold_patches(workdir: str, fold: int, data_dir: str | None):
-  """(real sign patches, their codes, generated patches, their codes) of one fold."""
+def fold_patches(workdir: str, fold: int, data_dir: str | None, raw: bool = False):
+  """(real sign patches, their codes, generated patches, their codes) of one fold; with
+  `raw`, the decoder's output before an intensity match where the run matched."""
   generate_dir = os.path.join(workdir, f'fold{fold}', wd.GENERATE)
   settings = quality_stage.data_settings(
       common.load_config('reproduce', 'quick'), generate_dir)
   real = input_pipeline.load_split(data_dir or settings['data_dir'], settings['source'],
                                    [f for f in range(settings['num_folds']) if f != fold])
-  gen = input_pipeline.load_generated(quality_stage.find_generated(generate_dir))
+  gen_dir = quality_stage.find_generated(generate_dir)
+  gen = input_pipeline.load_generated(raw and quality_stage.raw_generated(gen_dir) or gen_dir)
   xr, yr = gan.sign_patches(real)
   return xr, yr, np.asarray(gen['image']), np.asarray(gen['label'])
 

@@ -3,8 +3,9 @@
   python bench/c2st_cues.py --workdir=workdir/quick --folds=0,1
 
 For each fold of a finished reproduce run, the C2ST (cisl_jax/c2st.py, the quality
-stage's converged critic) of the generated set against the real training patches:
-  raw:      as the quality stage scores it;
+stage's converged critic) of the decoder's output (generated_raw/ where the run
+intensity-matched its set) against the real training patches:
+  raw:      as the decoder drew it;
   matched:  each sign's generated pixel values mapped, by one monotone function per
             sign, onto the quantiles of that sign's real pixel values (histogram
             matching, cisl_jax/intensity_match.py, what configs/generate.py's
@@ -45,7 +46,7 @@ def main():
   args = p.parse_args()
   rows = {}
   for fold in args.folds:
-    xr, yr, xg, yg = c2st_budget.fold_patches(args.workdir, fold, args.data_dir)
+    xr, yr, xg, yg = c2st_budget.fold_patches(args.workdir, fold, args.data_dir, raw=True)
     matched, _ = intensity_match.match(xg, yg, xr, yr)
     cases = {'raw': (xr, xg), 'matched': (xr, matched), 'blurred': (blur(xr), blur(xg)),
              'matched, blurred': (blur(xr), blur(matched))}
