@@ -239,10 +239,10 @@ def intensity_matching(fake: jax.Array, real: jax.Array, labels: jax.Array,
     pos = (jnp.clip(x.reshape(-1), -1.0, 1.0) + 1.0) / width
     lower = jnp.minimum(jnp.floor(pos), bins - 1)
     upper_share = pos - lower
-    hist = jax.ops.segment_sum(1.0 - upper_share, segment + lower.astype(jnp.int32),
+    bin_ = segment + lower.astype(jnp.int32)  # each pixel splits between bin_ and bin_ + 1
+    hist = jax.ops.segment_sum(jnp.concatenate([1.0 - upper_share, upper_share]),
+                               jnp.concatenate([bin_, bin_ + 1]),
                                num_segments=num_signs * (bins + 1))
-    hist += jax.ops.segment_sum(upper_share, segment + lower.astype(jnp.int32) + 1,
-                                num_segments=num_signs * (bins + 1))
     return jnp.cumsum(hist.reshape(num_signs, bins + 1), axis=1)
 
   count = jnp.bincount(labels, length=num_signs).astype(fake.dtype)  # images per sign
