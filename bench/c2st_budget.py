@@ -41,7 +41,8 @@ def fold_patches(workdir: str, fold: int, data_dir: str | None, raw: bool = Fals
   real = input_pipeline.load_split(data_dir or settings['data_dir'], settings['source'],
                                    [f for f in range(settings['num_folds']) if f != fold])
   gen_dir = quality_stage.find_generated(generate_dir)
-  gen = input_pipeline.load_generated(raw and quality_stage.raw_generated(gen_dir) or gen_dir)
+  raw_dir = quality_stage.raw_generated(gen_dir) if raw else None
+  gen = input_pipeline.load_generated(raw_dir or gen_dir)
   xr, yr = gan.sign_patches(real)
   return xr, yr, np.asarray(gen['image']), np.asarray(gen['label'])
 
@@ -60,7 +61,8 @@ def run_arguments(doc: str) -> argparse.ArgumentParser:
 def main():
   p = run_arguments(__doc__)
   p.add_argument('--steps', type=_ints, default=[150, 300, 600, 1200])
-  p.add_argument('--lrs', type=lambda t: [float(v) for v in t.split(',')], default=[1e-3, 3e-3, 1e-2])
+  p.add_argument('--lrs', type=lambda t: [float(v) for v in t.split(',')],
+                 default=[1e-3, 3e-3, 1e-2])
   p.add_argument('--seeds', type=_ints, default=[0, 1])
   args = p.parse_args()
   means = {}

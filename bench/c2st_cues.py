@@ -48,8 +48,9 @@ def main():
   for fold in args.folds:
     xr, yr, xg, yg = c2st_budget.fold_patches(args.workdir, fold, args.data_dir, raw=True)
     matched, _ = intensity_match.match(xg, yg, xr, yr)
-    cases = {'raw': (xr, xg), 'matched': (xr, matched), 'blurred': (blur(xr), blur(xg)),
-             'matched, blurred': (blur(xr), blur(matched))}
+    xr_blurred = blur(xr)
+    cases = {'raw': (xr, xg), 'matched': (xr, matched), 'blurred': (xr_blurred, blur(xg)),
+             'matched, blurred': (xr_blurred, blur(matched))}
     for case, (real, gen) in cases.items():
       start = time.time()
       result = c2st.c2st(real, yr, gen, yg, signs.SIGNS, seed=args.seed)

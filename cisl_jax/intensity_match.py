@@ -31,18 +31,20 @@ def match(images: np.ndarray, labels: np.ndarray, ref_images: np.ndarray,
   Returns the matched images (float32, same shape) and, per matched sign, the medians
   of its pixel values before and after the match and of the reference, for the record.
   """
-  images = np.asarray(images, np.float32)
+  images, ref_images = np.asarray(images, np.float32), np.asarray(ref_images)
   labels, ref_labels = np.asarray(labels), np.asarray(ref_labels)
   out = images.copy()
   summary = {}
   for s in np.unique(labels):
-    ref = np.asarray(ref_images)[ref_labels == s]
+    ref = ref_images[ref_labels == s]
     if not len(ref):
       continue
     mine = labels == s
-    x, y = fit_map(images[mine], ref, num_quantiles)
-    out[mine] = np.interp(images[mine], x, y).astype(np.float32)
-    summary[int(s)] = {'median_before': float(np.median(images[mine])),
-                       'median_after': float(np.median(out[mine])),
+    before = images[mine]  # one copy of the sign's patches (18,000 in the paper config)
+    x, y = fit_map(before, ref, num_quantiles)
+    after = np.interp(before, x, y).astype(np.float32)
+    out[mine] = after
+    summary[int(s)] = {'median_before': float(np.median(before)),
+                       'median_after': float(np.median(after)),
                        'median_real': float(np.median(ref))}
   return out, summary

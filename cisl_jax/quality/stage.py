@@ -102,13 +102,13 @@ def _turing_test(config, workdir: str, res: dict, train: dict, gen: dict,
   appends its section to quality.md, writes quality.csv, res['c2st'] (and 'c2st_raw')."""
   from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
   keep = np.asarray(train['label']) < signs_lib.NUM_SIGNS
+  real_images, real_labels = np.asarray(train['image'])[keep], np.asarray(train['label'])[keep]
   labels = np.asarray(gen['label'])
   rng = np.random.default_rng(int(config['seed']))
   idx = np.concatenate([rng.permutation(np.flatnonzero(labels == s))[
       :int(config['max_generated'])] for s in range(signs_lib.NUM_SIGNS)])
   test = lambda images: c2st.c2st(
-      np.asarray(train['image'])[keep], np.asarray(train['label'])[keep],
-      np.asarray(images)[idx], labels[idx], signs_lib.SIGNS,
+      real_images, real_labels, np.asarray(images)[idx], labels[idx], signs_lib.SIGNS,
       steps=int(config.get('c2st_steps', c2st.CONVERGED_STEPS)), seed=int(config['seed']))
   res['c2st'] = test(gen['image'])
   if raw is not None:
