@@ -5,6 +5,10 @@ the image centre as Keras' ImageDataGenerator does), applied with bilinear
 `jax.scipy.ndimage.map_coordinates` and nearest-edge filling. Ranges come from a
 ConfigDict-compatible mapping (the paper's: `cisl_jax.config_lib.augment()`); all-zero ranges, zoom (1, 1) and
 no flips give the identity.
+
+`random_symmetry` is the lossless kind the GAN's real patches get (StyleGAN2-ADA's
+x-flips): each image mirrored, or under one of the square's 8 symmetries, with no
+resampling and no fill.
 """
 import functools
 from typing import Any, Mapping, NamedTuple
@@ -14,6 +18,7 @@ import jax.numpy as jnp
 
 from cisl_jax import config_lib
 
+SYMMETRIES = ('', 'flip', 'dihedral')
 _FIELDS = ('rotation', 'shift', 'shear', 'zoom', 'horizontal_flip', 'vertical_flip')
 
 
@@ -116,3 +121,25 @@ def augment_batch(key: jax.Array, images: jax.Array,
   return _augment(key, jnp.asarray(images, jnp.float32), ranges_from(cfg))
 
 
+
+
+def random_symmetry(key: jax.Array, images: jax.Array, group: str) -> jax.Array:
+  """Each image (B, H, W, C) under its own uniformly drawn element of `group`.
+
+  'flip': the identity or the left-right mirror; 'dihedral': the 8 rotations by
+  multiples of 90 degrees and reflections (transpose, then flip rows, then columns,
+  each with probability 1/2; H must equal W); '': the images unchanged. Exact pixel
+  permutations, so a patch's density histogram never changes.
+  """
+  if group not in SYMMETRIES:
+    raise ValueError(f'unknown symmetry group {group!r}; use one of {SYMMETRIES}')
+  if not group:
+    return images
+  b = images.shape[0]
+  coin = lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 0.5, (b, 1, 1, 1))
+  if group == 'dihedral':
+    if images.shape[1] != images.shape[2]:
+      raise ValueError(f'dihedral symmetries need square images, got {images.shape}')
+    images = jnp.where(coin(0), jnp.swapaxes(images, 1, 2), images)
+    images = jnp.where(coin(1), images[:, ::-1], images)
+  return jnp.where(coin(2), images[:, :, ::-1], images)

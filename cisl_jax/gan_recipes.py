@@ -27,7 +27,10 @@ ablation can add them one at a time; `config.gan.improved` holds them):
   intensity_weight: matches the intensity histogram of prior samples to the real
       batch's, sign by sign (`intensity_matching`, a Cramer distance): DiffAugment's
       colour transform, which D needs on a few hundred patches, hides absolute density
-      from D.
+      from D;
+  real_symmetry: each real patch of the iteration under a random mirror ('flip') or
+      square symmetry ('dihedral'; augment.random_symmetry) before E, D and C see it:
+      dataset augmentation of the few hundred real patches (StyleGAN2-ADA's x-flips).
 Everything here is a pure function; the trainer (cisl_jax/train/gan.py) wires them in.
 """
 from typing import Any, Callable, Mapping
@@ -37,6 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from cisl_jax import augment
 from cisl_jax import losses
 from cisl_jax.models import cvae_gan
 
@@ -69,6 +73,7 @@ def improved_config() -> ml_collections.ConfigDict:
   c.classifier_augment = ''  # DiffAugment on C's real input in C's update ('': off)
   c.noise_inputs = False  # StyleGAN noise inputs in the decoder (False: off)
   c.intensity_weight = 0.0  # per-sign intensity-histogram matching of prior samples (0: off)
+  c.real_symmetry = ''  # random 'flip' or 'dihedral' symmetry of each real patch ('': off)
   return c
 
 
@@ -77,7 +82,7 @@ def all_off(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.adv_weight, c.diffaugment, c.lecam_weight = 0.0, '', 0.0
   c.ema_decay, c.class_weight, c.pixel_weight, c.upsample = 0.0, 0.0, 1.0, 'transposed'
   c.mode_seeking_weight, c.classifier_augment, c.r1_gamma = 0.0, '', 0.0
-  c.noise_inputs, c.intensity_weight = False, 0.0
+  c.noise_inputs, c.intensity_weight, c.real_symmetry = False, 0.0, ''
   return c
 
 
@@ -90,6 +95,9 @@ def check(recipe: str, improved: Mapping[str, Any]) -> None:
   if improved['upsample'] not in cvae_gan.UPSAMPLE:
     raise ValueError(f"unknown config.gan.improved.upsample {improved['upsample']!r}; "
                      f'use one of {cvae_gan.UPSAMPLE}')
+  if improved.get('real_symmetry', '') not in augment.SYMMETRIES:
+    raise ValueError(f"unknown config.gan.improved.real_symmetry "
+                     f"{improved['real_symmetry']!r}; use one of {augment.SYMMETRIES}")
   if int(improved.get('r1_every', 1)) < 1:
     raise ValueError(f"config.gan.improved.r1_every must be >= 1, got "
                      f"{improved['r1_every']!r} (1: R1 on every iteration)")

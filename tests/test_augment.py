@@ -1,4 +1,5 @@
-"""The traditional augmentation: identity, each transform's range, flips, jit."""
+"""The traditional augmentation: identity, each transform's range, flips, jit; and the
+lossless random symmetries of the GAN's real patches."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +117,33 @@ def test_bad_config_names_the_field():
   with pytest.raises(ValueError, match='vertical_flip'):
     augment.augment_batch(jax.random.key(0), jnp.zeros((1, 8, 8, 1)),
                           {k: v for k, v in NONE.items() if k != 'vertical_flip'})
+
+
+@pytest.mark.parametrize('group,count', [('flip', 2), ('dihedral', 8)])
+def test_random_symmetry_draws_every_element_per_image_and_moves_pixels_only(group, count):
+  """Every element of the group occurs, each image draws its own, and an output is the
+  input's pixels permuted (the same multiset of values); '' is the identity."""
+  images = jax.random.normal(jax.random.key(0), (256, 6, 6, 1))
+  out = augment.random_symmetry(jax.random.key(1), jnp.broadcast_to(images[:1], images.shape),
+                                group)
+  one = np.asarray(images[0])
+  candidates = [np.rot90(m, k) for m in (one, one[:, ::-1]) for k in range(4)]
+  if group == 'flip':
+    candidates = [one, one[:, ::-1]]
+  drawn = {next(i for i, cand in enumerate(candidates) if np.array_equal(o, cand))
+           for o in np.asarray(out)}
+  assert len(drawn) == count
+  again = augment.random_symmetry(jax.random.key(1), images, group)
+  other = augment.random_symmetry(jax.random.key(2), images, group)
+  assert not np.array_equal(again, other)
+  np.testing.assert_array_equal(np.sort(np.asarray(again).reshape(256, -1), 1),
+                                np.sort(np.asarray(images).reshape(256, -1), 1))
+  np.testing.assert_array_equal(augment.random_symmetry(jax.random.key(1), images, ''),
+                                images)
+
+
+def test_random_symmetry_names_the_groups():
+  with pytest.raises(ValueError, match='dihedral'):
+    augment.random_symmetry(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), 'rot45')
+  with pytest.raises(ValueError, match='square'):
+    augment.random_symmetry(jax.random.key(0), jnp.zeros((1, 4, 6, 1)), 'dihedral')

@@ -151,6 +151,10 @@ def test_unknown_recipe_settings_are_clear_errors():
   c.adversarial = 'wasserstein'
   with pytest.raises(ValueError, match='config.gan.improved.adversarial'):
     gan_recipes.check('improved', c)
+  c.adversarial = 'ns'
+  c.real_symmetry = 'rot45'
+  with pytest.raises(ValueError, match='config.gan.improved.real_symmetry'):
+    gan_recipes.check('improved', c)
 
 
 def test_mode_seeking_rewards_spread_within_a_sign_only():

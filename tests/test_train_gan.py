@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from cisl_jax import augment
 from cisl_jax import config_lib
 from cisl_jax import gan_recipes
 from cisl_jax import input_pipeline
@@ -58,11 +59,12 @@ def tiny_config():
   return c
 
 
-def one_iteration(c, tx, recipe, key=1, step=0):
+def one_iteration(c, tx, recipe, key=1, step=0, images=None):
   """(params, metrics) after one iteration of a fresh tiny run under `recipe` (a recorded
-  recipe tuple, so that a test can drop or change one field), numbered `step`."""
-  batch = {'image': fake_load_split(None, None, 0)['image'][:8],
-           'label': np.arange(8, dtype=np.int32) % 9}
+  recipe tuple, so that a test can drop or change one field), numbered `step`, on 8 fake
+  patches or on `images`."""
+  images = fake_load_split(None, None, 0)['image'][:8] if images is None else images
+  batch = {'image': images, 'label': np.arange(8, dtype=np.int32) % 9}
   weights = tuple(sorted((k, float(v)) for k, v in c.gan.loss_weights.items()))
   graphdef, state = gan.init_state(c, jax.random.PRNGKey(0), tx)
   state['step'] = jnp.asarray(step, jnp.int32)
@@ -239,12 +241,36 @@ def test_intensity_matching_moves_only_the_generator():
   assert moved > 1e-5
 
 
+def test_real_symmetry_is_the_iteration_on_the_mirrored_batch():
+  """real_symmetry transforms the real patches once, before every network: the iteration
+  equals the one without it fed the same patches under the symmetries that its key
+  draws (fold_in(fold_in(key, step), 5)); another key draws others."""
+  c = tiny_config()
+  tx = optax.sgd(1e-2)  # SGD: see test_r1_changes_only_the_discriminators_update
+  recipe = dict(gan.recipe_settings(c))
+  assert recipe['real_symmetry'] == ''
+  images = fake_load_split(None, None, 0)['image'][:8]
+  on_recipe = tuple(sorted({**recipe, 'real_symmetry': 'dihedral'}.items()))
+  on, _ = one_iteration(c, tx, on_recipe, key=1, step=3)
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(1), 3), 5)
+  mirrored = np.asarray(augment.random_symmetry(key, jnp.asarray(images), 'dihedral'))
+  assert not np.array_equal(mirrored, images)
+  by_hand, _ = one_iteration(c, tx, tuple(sorted(recipe.items())), key=1, step=3,
+                             images=mirrored)
+  for x, y in zip(jax.tree.leaves(on), jax.tree.leaves(by_hand)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  plain, _ = one_iteration(c, tx, tuple(sorted(recipe.items())), key=1, step=3)
+  assert any(not np.allclose(x, y) for x, y in zip(
+      jax.tree.leaves(on['classifier']), jax.tree.leaves(plain['classifier'])))
+
+
 def test_r1_changes_only_the_discriminators_update():
   """r1_gamma > 0 adds D's gradient penalty to D's loss alone, lazily: on an iteration
   that r1_every divides, at r1_every times gamma, one iteration moves D elsewhere, while
   C's update (before it) is bit-identical and E+G's matches up to the float rounding of
   a differently fused forward; on the others the iteration is the one without R1. Off,
-  R1, classifier_augment, noise_inputs, intensity_weight and color_strength (at 1) give,
+  R1, classifier_augment, noise_inputs, intensity_weight, real_symmetry and color_strength
+  (at 1) give,
   bit for bit, the iteration of a recipe without their fields (a workdir recorded before
   they existed)."""
   c = tiny_config()
@@ -261,7 +287,7 @@ def test_r1_changes_only_the_discriminators_update():
       tuple(sorted((k, v) for k, v in recipe.items()
                    if not k.startswith('r1_')
                    and k not in ('classifier_augment', 'noise_inputs',
-                                 'intensity_weight', 'color_strength'))))
+                                 'intensity_weight', 'color_strength', 'real_symmetry'))))
   for x, y in zip(jax.tree.leaves(off), jax.tree.leaves(old)):
     np.testing.assert_array_equal(x, y)
   on_recipe = tuple(sorted({**recipe, 'r1_gamma': 10.0, 'r1_every': 2}.items()))

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from cisl_jax import augment
 from cisl_jax import checkpointing
 from cisl_jax import diffaugment
 from cisl_jax import gan_recipes
@@ -120,6 +121,7 @@ def _make_train_step(tx, weights, momentum, recipe):
   r1_every = int(improved.get('r1_every', 1)) if improved else 1
   noise = bool(improved.get('noise_inputs', False)) if improved else False
   color_strength = float(improved.get('color_strength', 1.0)) if improved else 1.0
+  symmetry = str(improved.get('real_symmetry', '')) if improved else ''
 
   def r1_and_grad(d_on_real, x_real, params_d, step):
     """(R1, its gradient in D's parameters) on every r1_every-th iteration (StyleGAN2's
@@ -165,6 +167,8 @@ def _make_train_step(tx, weights, momentum, recipe):
       return m(*args), nnx.state(m, nnx.BatchStat)
 
     x, y = batch['image'], batch['label']
+    if symmetry:  # every network of the iteration sees the same mirrored / rotated patch
+      x = augment.random_symmetry(jax.random.fold_in(key, 5), x, symmetry)
     y1h = jax.nn.one_hot(y, signs.NUM_SIGNS, dtype=x.dtype)
     opt = state['opt_state']
 
