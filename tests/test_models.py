@@ -278,7 +278,8 @@ def test_plain_forms_trace_the_plain_maps_with_the_same_values_and_second_deriva
 
 
 def test_critic_widths_scale_their_own_network_alone():
-  """`discriminator_width` widens D only (`classifier_width` C only); unset, every network
+  """`discriminator_width` widens D only (`classifier_width` C only, `decoder_width` the
+  decoder only); unset, every network
   is initialised as before the options existed (same values), so older checkpoints
   restore."""
   same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool((u == v).all()), a, b))
@@ -298,6 +299,12 @@ def test_critic_widths_scale_their_own_network_alone():
   assert strided.discriminator.fc4.in_features == 8 * 8 * 64
   assert wide.discriminator.fc4.in_features == 16 * 16 * 64
   assert strided.discriminator(jnp.zeros((2, 64, 64, 1)))[0].shape == (2, 1)
+  # decoder_width: the decoder alone, 8 channels at 32x32 instead of 4.
+  wide_g = cvae_gan.CVAEGAN(9, 64, width=0.125, decoder_width=0.25, rngs=nnx.Rngs(0))
+  for name in ('encoder', 'discriminator', 'classifier'):
+    assert same(nnx.state(getattr(base, name)), nnx.state(getattr(wide_g, name))), name
+  assert wide_g.decoder.bn5.num_features == 8 and base.decoder.bn5.num_features == 4
+  assert wide_g.generate(jax.random.key(0), jnp.eye(9)[:2]).shape == (2, 64, 64, 1)
   # The auxiliary classifier's pair acts on C alone.
   c_wide = cvae_gan.CVAEGAN(9, 64, width=0.125, classifier_width=0.5,
                             classifier_first_stride=2, rngs=nnx.Rngs(0))

@@ -247,7 +247,7 @@ class CVAEGAN(nnx.Module):
   `discriminator_width` scales the discriminator alone (None: `width`, as in the paper,
   where all four networks share one scale); `discriminator_first_stride` is its
   Critic's `first_stride`. `classifier_width` and `classifier_first_stride` do the same
-  for the auxiliary classifier.
+  for the auxiliary classifier, `decoder_width` for the decoder.
   """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
@@ -255,12 +255,13 @@ class CVAEGAN(nnx.Module):
                upsample: str = 'transposed', noise_inputs: bool = False,
                discriminator_width: float | None = None, discriminator_first_stride: int = 1,
                classifier_width: float | None = None, classifier_first_stride: int = 1,
-               rngs: nnx.Rngs):
+               decoder_width: float | None = None, rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
     self.encoder = Encoder(num_classes, latent_dim, **kw)
     self.decoder = Decoder(num_classes, latent_dim, output_batchnorm=output_batchnorm,
-                           upsample=upsample, noise_inputs=noise_inputs, **kw)
+                           upsample=upsample, noise_inputs=noise_inputs,
+                           **{**kw, 'width': decoder_width or width})
     self.discriminator = Critic(1, **{**kw, 'width': discriminator_width or width},
                                 first_stride=discriminator_first_stride)
     self.classifier = Critic(num_classes, **{**kw, 'width': classifier_width or width},

@@ -67,6 +67,7 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
                           discriminator_first_stride=g.get('discriminator_first_stride', 1),
                           classifier_width=g.get('classifier_width') or None,
                           classifier_first_stride=g.get('classifier_first_stride', 1),
+                          decoder_width=g.get('decoder_width') or None,
                           fast_conv=config.get('fast_conv', True), rngs=nnx.Rngs(params=key))
 
 
