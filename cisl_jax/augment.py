@@ -6,7 +6,7 @@ the image centre as Keras' ImageDataGenerator does), applied with bilinear
 ConfigDict-compatible mapping (the paper's: `cisl_jax.config_lib.augment()`); all-zero ranges, zoom (1, 1) and
 no flips give the identity.
 
-`random_symmetry` is the lossless kind the GAN's real patches get (StyleGAN2-ADA's
+`random_symmetry` is the lossless kind that the GAN's real patches can get (StyleGAN2-ADA's
 x-flips): each image mirrored, or under one of the square's 8 symmetries, with no
 resampling and no fill.
 """
@@ -119,8 +119,6 @@ def augment_batch(key: jax.Array, images: jax.Array,
   if images.ndim != 4:
     raise ValueError(f'augment_batch expects images (B, H, W, C), got shape {images.shape}')
   return _augment(key, jnp.asarray(images, jnp.float32), ranges_from(cfg))
-
-
 
 
 def random_symmetry(key: jax.Array, images: jax.Array, group: str) -> jax.Array:

@@ -44,12 +44,29 @@ class Critic(nnx.Module):
     self.out = nnx.Linear(w[-1] + num_signs, 1, rngs=rngs)
 
   def __call__(self, x: jax.Array, y1h: jax.Array) -> jax.Array:
-    b, h, w_, _ = x.shape
-    h_ = jnp.concatenate([x, jnp.broadcast_to(y1h[:, None, None, :], (b, h, w_, y1h.shape[-1]))],
-                         -1)
-    for conv in self.convs:
+    h_ = nnx.leaky_relu(sign_conditioned_conv(self.convs[0], x, y1h), 0.2)
+    for conv in self.convs[1:]:
       h_ = nnx.leaky_relu(conv(h_), 0.2)
     return self.out(jnp.concatenate([h_.mean(axis=(1, 2)), y1h], -1))[:, 0]
+
+
+def sign_conditioned_conv(conv: layers.Conv2x, x: jax.Array, y1h: jax.Array) -> jax.Array:
+  """`conv` (stride 2, SAME) of the image with its one-hot sign as constant channels.
+
+  By linearity, the image's 1-channel convolution plus the sign's response map: each
+  sign's constant plane convolved once per call, not once per image (the zero padding
+  makes it vary near the border). The same function as convolving the concatenation,
+  with a tenth of the first layer's work: the critic's step is 1.4x as fast (MEASUREMENTS).
+  """
+  kernel, dn = conv.kernel[...], ('NHWC', 'HWIO', 'NHWC')
+  num_signs = y1h.shape[-1]
+  conv_ = lambda inp, k: jax.lax.conv_general_dilated(inp, k, (2, 2), 'SAME',
+                                                      dimension_numbers=dn)
+  planes = jnp.broadcast_to(jnp.eye(num_signs, dtype=x.dtype)[:, None, None, :],
+                            (num_signs,) + x.shape[1:3] + (num_signs,))
+  per_sign = conv_(planes, kernel[:, :, 1:])  # (S, H', W', O)
+  return (conv_(x, kernel[:, :, :1]) + jnp.einsum('bs,shwo->bhwo', y1h, per_sign)
+          + conv.bias[...])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))

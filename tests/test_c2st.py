@@ -1,6 +1,11 @@
 """The automated Turing test (C2ST): catches fakes that differ, not ones that do not;
-quality.csv's columns."""
+quality.csv's columns; the critic's first layer."""
+import types
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from cisl_jax import c2st
 
@@ -78,3 +83,30 @@ def test_quality_rows_and_csv():
   assert 'trained 1200 Adam steps per half at learning rate 0.01' in c2st.to_markdown(
       {'per_sign': {}, 'overall': {'c2st': 0.9, 'fake_as_real': 0.1, 'real_as_fake': 0.1,
                                    'n': 5}, 'critic': {'steps': 1200, 'lr': 1e-2}})
+
+
+def test_critic_first_layer_is_the_convolution_of_image_and_sign_planes():
+  """The first layer's split form (image convolution plus each sign's response map) is the
+  stride-2 convolution of the image concatenated with its one-hot sign as constant
+  channels, in value and in every parameter's gradient."""
+  critic = c2st.Critic(9, 16, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(6, 64, 64, 1)), jnp.float32)
+  y1h = jnp.eye(9)[jnp.array([0, 3, 8, 8, 5, 1])]
+  conv = critic.convs[0]
+
+  def concatenated(kernel, bias):
+    planes = jnp.broadcast_to(y1h[:, None, None, :], (6, 64, 64, 9))
+    return jax.lax.conv_general_dilated(jnp.concatenate([x, planes], -1), kernel, (2, 2),
+                                        'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
+
+  def split(kernel, bias):  # the layer's two parameters, as the layer holds them
+    layer = types.SimpleNamespace(kernel=kernel, bias=bias)
+    return c2st.sign_conditioned_conv(layer, x, y1h)
+
+  params = (conv.kernel[...], conv.bias[...])
+  np.testing.assert_allclose(split(*params), concatenated(*params), rtol=1e-5, atol=1e-6)
+  weights = jnp.asarray(rng.normal(size=(6, 32, 32, 16)), jnp.float32)
+  grad = lambda f: jax.grad(lambda k, b: jnp.sum(f(k, b) * weights), (0, 1))(*params)
+  for a, b in zip(grad(split), grad(concatenated)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -206,6 +206,10 @@ def test_quality_section_names_the_recipe_widths_and_budget(tmp_path):
   (gan_dir / 'config.json').write_text(json.dumps(config))
   text = report._recipe(tmp_path)  # pylint: disable=protected-access
   assert 'discriminator 0.5, classifier 0.25;' in text
+  config['gan']['decoder_width'] = 0.25
+  (gan_dir / 'config.json').write_text(json.dumps(config))
+  text = report._recipe(tmp_path)  # pylint: disable=protected-access
+  assert 'width 0.125, decoder 0.25, discriminator 0.5, classifier 0.25;' in text
   config['gan'] = {'recipe': 'paper', 'discriminator_width': 0.0}
   (gan_dir / 'config.json').write_text(json.dumps(config))
   text = report._recipe(tmp_path)  # pylint: disable=protected-access

@@ -245,7 +245,7 @@ def _gan_size(config: dict) -> str:
   """The GAN's widths and budget, which decide its samples as much as the recipe."""
   gan = config.get('gan', {})
   widths = f'width {config.get("width")}' + ''.join(
-      f', {name} {gan[f"{name}_width"]}' for name in ('discriminator', 'classifier')
+      f', {name} {gan[f"{name}_width"]}' for name in ('decoder', 'discriminator', 'classifier')
       if gan.get(f'{name}_width'))
   return (f'Networks at {widths}; {config.get("num_steps")} iterations at batch '
           f'{config.get("batch_size")}.')
