@@ -38,7 +38,8 @@ _MAX_SHOWN = 8
 # without the field matches a config that holds this value (finished stages stay reusable).
 ADDED_FIELDS = {'train_share': 1.0, 'mode_seeking_weight': 0.0, 'classifier_augment': '',
                 'intensity_weight': 0.0, 'color_strength': 1.0, 'match_intensities': False,
-                'real_symmetry': '', 'decoder_width': 0.0}
+                'real_symmetry': '', 'decoder_width': 0.0,
+                'discriminator_projection': False}
 
 # Files of a stage folder.
 METRICS_FILE = 'metrics.json'  # written last: the stage is finished

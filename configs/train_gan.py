@@ -42,6 +42,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.gan.classifier_width = 0.0  # the auxiliary classifier's; 0: config.width
   c.gan.classifier_first_stride = 1  # the paper's; 2: C's maps a quarter the size
   c.gan.decoder_width = 0.0  # the decoder's channel multiplier; 0: config.width
+  c.gan.discriminator_projection = False  # D as a projection discriminator of the sign
   c.gan.adam_b1 = 0.5  # Adam beta1 (DCGAN practice, as the peers)
   c.gan.output_batchnorm = False  # the paper's BN before the decoder's tanh (see BUILD_NOTES)
   c.gan.class_mean_momentum = 0.9  # running per-class means of C's real features

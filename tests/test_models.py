@@ -313,3 +313,30 @@ def test_critic_widths_scale_their_own_network_alone():
   assert c_wide.classifier(jnp.zeros((2, 64, 64, 1)))[0].shape == (2, 9)
   with pytest.raises(ValueError, match='first_stride'):
     cvae_gan.Critic(1, width=0.125, first_stride=4, rngs=nnx.Rngs(0))
+
+
+def test_projection_discriminator_starts_unconditional_and_then_reads_the_sign():
+  """`discriminator_projection`: D's logit gains <V y, features> (Miyato & Koyama 2018).
+  V starts at 0, so the new D computes the unconditional one, and no other weight moves
+  (older checkpoints and seeds keep their networks); once V is set, the same image gets
+  another logit under another sign, and a projection D refuses a call without y."""
+  same = lambda a, b: jax.tree.all(jax.tree.map(lambda u, v: bool((u == v).all()), a, b))
+  base = cvae_gan.CVAEGAN(9, 64, width=0.125, rngs=nnx.Rngs(0))
+  proj = cvae_gan.CVAEGAN(9, 64, width=0.125, discriminator_projection=True,
+                          rngs=nnx.Rngs(0))
+  for name in ('encoder', 'decoder', 'classifier'):
+    assert same(nnx.state(getattr(base, name)), nnx.state(getattr(proj, name))), name
+  assert base.discriminator.projection is None
+  assert proj.discriminator.projection[...].shape == (9, 64)  # 9 signs x FC 512 x 0.125
+  x = jax.random.normal(jax.random.key(1), (4, 64, 64, 1))
+  y = jnp.eye(9)[jnp.array([0, 3, 5, 8])]
+  np.testing.assert_array_equal(proj.discriminator(x, y)[0], base.discriminator(x)[0])
+  proj.discriminator.projection[...] = jax.random.normal(jax.random.key(2), (9, 64))
+  logits, features = proj.discriminator(x, y)
+  other, _ = proj.discriminator(x, jnp.roll(y, 1, axis=0))
+  assert not np.allclose(logits, other)
+  expected = base.discriminator(x)[0][:, 0] + jnp.sum(
+      (y @ proj.discriminator.projection[...]) * features, -1)
+  np.testing.assert_allclose(logits[:, 0], expected, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='y_onehot'):
+    proj.discriminator(x)

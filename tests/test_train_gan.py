@@ -309,3 +309,17 @@ def test_r1_changes_only_the_discriminators_update():
   moved = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(
       jax.tree.leaves(on['discriminator']), jax.tree.leaves(off['discriminator'])))
   assert moved > 1e-5
+
+
+def test_discriminator_projection_learns_per_sign_directions_and_is_off_by_default():
+  """With config.gan.discriminator_projection, one iteration moves D's projection from 0
+  (D's loss reads the sign); without it, D has no projection parameter."""
+  c = tiny_config()
+  c.gan.discriminator_projection = True
+  tx = optax.sgd(1e-2)
+  params, metrics = one_iteration(c, tx, gan.recipe_settings(c))
+  assert np.isfinite(float(metrics['loss_d']))
+  moved = np.asarray(params['discriminator']['projection'][...])
+  assert moved.shape == (9, 128) and np.abs(moved).max() > 0  # FC 512 x 0.25
+  _, state = gan.init_state(tiny_config(), jax.random.PRNGKey(0), tx)
+  assert 'projection' not in state['params']['discriminator']

@@ -206,10 +206,14 @@ class Critic(nnx.Module):
   `features` is the input of the last FC layer, used for feature matching.
   `first_stride=2` makes the first convolution stride 2 as well (the paper's is 1): every
   map is a quarter of the size, so a wider critic costs about what a narrow one did.
+  `projection_classes > 0` makes it a projection discriminator (Miyato & Koyama 2018):
+  the logit gains <V y, features> for the one-hot class y, with V initialised to 0, so
+  it starts as the unconditional critic and learns each class's direction.
   """
 
   def __init__(self, num_outputs: int, *, width: float = 1.0, image_size: int = 64,
-               first_stride: int = 1, fast_conv: bool = True, rngs: nnx.Rngs):
+               first_stride: int = 1, fast_conv: bool = True, projection_classes: int = 0,
+               rngs: nnx.Rngs):
     if first_stride not in (1, 2):
       raise ValueError(f'first_stride must be 1 (the paper) or 2, not {first_stride}')
     c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))
@@ -222,13 +226,25 @@ class Critic(nnx.Module):
     self.fc4 = nnx.Linear(side * side * c3, hidden, rngs=rngs)
     self.bn4 = batch_norm(hidden, rngs)
     self.fc5 = nnx.Linear(hidden, num_outputs, rngs=rngs)
+    # A parameter, not an nnx.Linear: zeros draw no key, so the other layers' initial
+    # weights do not depend on whether the projection is there.
+    self.projection = (nnx.Param(jnp.zeros((projection_classes, hidden)))
+                       if projection_classes else None)
 
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array,
+               y_onehot: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(logits, features); `y_onehot` is read by a projection critic only."""
     x = nnx.relu(self.bn1(self.conv1(x)))
     x = run_blocks(x, ((self.conv2, self.bn2), (self.conv3, self.bn3)), nnx.relu)
     x = x.reshape(x.shape[0], -1)
     features = nnx.relu(self.bn4(self.fc4(x)))
-    return self.fc5(features), features
+    logits = self.fc5(features)
+    if self.projection is not None:
+      if y_onehot is None:
+        raise ValueError('a projection critic needs the one-hot class y_onehot')
+      logits = logits + jnp.sum((y_onehot @ self.projection[...]) * features, -1,
+                                keepdims=True)
+    return logits, features
 
 
 def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -248,6 +264,7 @@ class CVAEGAN(nnx.Module):
   where all four networks share one scale); `discriminator_first_stride` is its
   Critic's `first_stride`. `classifier_width` and `classifier_first_stride` do the same
   for the auxiliary classifier, `decoder_width` for the decoder.
+  `discriminator_projection` makes D a projection discriminator of the sign (Critic).
   """
 
   def __init__(self, num_classes: int = 9, latent_dim: int = 64, *, width: float = 1.0,
@@ -255,7 +272,8 @@ class CVAEGAN(nnx.Module):
                upsample: str = 'transposed', noise_inputs: bool = False,
                discriminator_width: float | None = None, discriminator_first_stride: int = 1,
                classifier_width: float | None = None, classifier_first_stride: int = 1,
-               decoder_width: float | None = None, rngs: nnx.Rngs):
+               decoder_width: float | None = None, discriminator_projection: bool = False,
+               rngs: nnx.Rngs):
     self.num_classes, self.latent_dim = num_classes, latent_dim
     kw = dict(width=width, image_size=image_size, fast_conv=fast_conv, rngs=rngs)
     self.encoder = Encoder(num_classes, latent_dim, **kw)
@@ -263,7 +281,8 @@ class CVAEGAN(nnx.Module):
                            upsample=upsample, noise_inputs=noise_inputs,
                            **{**kw, 'width': decoder_width or width})
     self.discriminator = Critic(1, **{**kw, 'width': discriminator_width or width},
-                                first_stride=discriminator_first_stride)
+                                first_stride=discriminator_first_stride,
+                                projection_classes=num_classes if discriminator_projection else 0)
     self.classifier = Critic(num_classes, **{**kw, 'width': classifier_width or width},
                              first_stride=classifier_first_stride)
 

@@ -68,6 +68,7 @@ def create_model(config: ml_collections.ConfigDict, key: jax.Array) -> cvae_gan.
                           classifier_width=g.get('classifier_width') or None,
                           classifier_first_stride=g.get('classifier_first_stride', 1),
                           decoder_width=g.get('decoder_width') or None,
+                          discriminator_projection=bool(g.get('discriminator_projection', False)),
                           fast_conv=config.get('fast_conv', True), rngs=nnx.Rngs(params=key))
 
 
@@ -193,7 +194,7 @@ def _make_train_step(tx, weights, momentum, recipe):
     stats_d = stats['discriminator']
 
     def d_on_real(pd, img):
-      (logits, features), bs = run('discriminator', pd, stats_d, img)
+      (logits, features), bs = run('discriminator', pd, stats_d, img, y1h)
       return logits, (features, bs)
 
     x_real = aug(k_pair, x)
@@ -205,8 +206,8 @@ def _make_train_step(tx, weights, momentum, recipe):
       z_p = jax.random.normal(k_p, mu.shape, mu.dtype)
       x_p, bs_g = run('decoder', peg['decoder'], bs_g, z_p, y1h, noise_key(1))
       d_real, (fd_real, bs_d) = d_on_real(pd, x_real)
-      (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec))
-      (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p))
+      (d_rec, fd_rec), bs_d = run('discriminator', pd, bs_d, aug(k_pair, x_rec), y1h)
+      (d_p, fd_p), bs_d = run('discriminator', pd, bs_d, aug(k_prior, x_p), y1h)
       pc, bs_c = params['classifier'], stats['classifier']
       (_, fc_real), bs_c = run('classifier', pc, bs_c, x)
       (_, fc_rec), bs_c = run('classifier', pc, bs_c, x_rec)
