@@ -157,6 +157,34 @@ def classifier_config(args, **fields):
   return c
 
 
+def set_measures(args, images: np.ndarray, labels: np.ndarray, real, held,
+                 features) -> dict:
+  """FD (beside its real-vs-real floor), precision, recall, memorised share and the C2ST
+  of one generated set against the real training patches."""
+  q = quality_measures.evaluate(features, real['image'], real['label'], held['image'],
+                                held['label'], images, labels, max_generated=args.per_sign,
+                                seed=args.seed)['overall']
+  xr, yr = gan.sign_patches(real)
+  t = c2st.c2st(xr, yr, images, labels, signs.SIGNS, seed=args.seed)['overall']
+  return {'fd': q['fd'], 'fd_floor': q['fd_real_train_vs_held_out'],
+          'precision': q['precision'], 'recall': q['recall'],
+          'memorised': q['memorisation']['share'], 'chance': q['memorisation']['chance'],
+          'c2st': t['c2st'], 'fake_as_real': t['fake_as_real']}
+
+
+def pretrain_scores(args, generated_dir: pathlib.Path, prefix: pathlib.Path) -> dict:
+  """Pre-training-only binary SE / AC on each of --signs (the quick reproduction's
+  pretrain stage on the generated set in `generated_dir`), each in `<prefix>_<sign>`."""
+  row = {}
+  for s in args.signs.split(','):
+    m = classifier.train_and_evaluate(classifier_config(
+        args, mode='pretrain', task='binary', sign=s, num_steps=80,
+        generated_dir=str(generated_dir), pretrain_per_class=args.per_sign),
+        f'{prefix}_{s}')
+    row[f'SE_{s}'], row[f'AC_{s}'] = m['sensitivity_pos'], m['accuracy']
+  return row
+
+
 def measure(args, name: str, gan_dir: pathlib.Path, real, held, features,
             matched: bool = False) -> dict:
   """Generation, quality, C2ST and the binary pre-training of one trained GAN; with
@@ -169,25 +197,11 @@ def measure(args, name: str, gan_dir: pathlib.Path, real, held, features,
   g.match_intensities = matched
   generate.generate(g, str(root / f'generate{suffix}'))
   gen = input_pipeline.load_generated(str(root / f'generate{suffix}' / wd.GENERATED_DIR))
-  q = quality_measures.evaluate(features, real['image'], real['label'], held['image'], held['label'],
-                       gen['image'], gen['label'], max_generated=args.per_sign,
-                       seed=args.seed)['overall']
-  xr, yr = gan.sign_patches(real)
-  t = c2st.c2st(xr, yr, gen['image'], gen['label'], signs.SIGNS, seed=args.seed)['overall']
-  row = {'arm': name + (', matched' if matched else ''), 'fd': q['fd'],
-         'fd_floor': q['fd_real_train_vs_held_out'],
-         'precision': q['precision'], 'recall': q['recall'],
-         'memorised': q['memorisation']['share'], 'chance': q['memorisation']['chance'],
-         'c2st': t['c2st'], 'fake_as_real': t['fake_as_real'],
-         's_per_iteration': _timing(gan_dir, 's_per_it'),
-         'cpu_s_per_iteration': _timing(gan_dir, 'cpu_s_per_it')}
-  for s in args.signs.split(','):
-    m = classifier.train_and_evaluate(classifier_config(
-        args, mode='pretrain', task='binary', sign=s, num_steps=80,
-        generated_dir=str(root / f'generate{suffix}'), pretrain_per_class=args.per_sign),
-        str(root / f'pretrain{suffix}_{s}'))
-    row[f'SE_{s}'], row[f'AC_{s}'] = m['sensitivity_pos'], m['accuracy']
-  return row
+  return {'arm': name + (', matched' if matched else ''),
+          **set_measures(args, gen['image'], gen['label'], real, held, features),
+          's_per_iteration': _timing(gan_dir, 's_per_it'),
+          'cpu_s_per_iteration': _timing(gan_dir, 'cpu_s_per_it'),
+          **pretrain_scores(args, root / f'generate{suffix}', root / f'pretrain{suffix}')}
 
 
 def _timing(gan_dir: pathlib.Path, key: str) -> float:

@@ -66,6 +66,8 @@ def step_benchmark_main(model: str,
 
   `make_step(batch, width, fast_conv)`; --plain sets config.fast_conv=False: the plain
   nnx stride-2 convolutions, to measure what cisl_jax/models/layers.py's forms buy.
+  --tap_matmul_min_channels sets layers.TAP_MATMUL_MIN_CHANNELS before anything is
+  traced (1000000: XLA's own stride-2 kernel gradient everywhere); the line then names it.
   """
   p = argparse.ArgumentParser()
   p.add_argument('--batch', type=int, default=64)
@@ -73,7 +75,15 @@ def step_benchmark_main(model: str,
   p.add_argument('--width', type=float, default=1.0, help='channel multiplier (paper: 1)')
   p.add_argument('--plain', action='store_true',
                  help='plain nnx stride-2 convolutions (the straightforward version)')
+  p.add_argument('--tap_matmul_min_channels', type=int, default=None,
+                 help='input channels from which the stride-2 kernel gradient is one tap '
+                 "matmul (default: layers.py's)")
   a = p.parse_args()
+  extra = {}
+  if a.tap_matmul_min_channels is not None:
+    from cisl_jax.models import layers  # pylint: disable=g-import-not-at-top
+    layers.TAP_MATMUL_MIN_CHANNELS = extra['tap_matmul_min_channels'] = \
+        a.tap_matmul_min_channels
   seconds, cpu = time_steps_with_cpu(make_step(a.batch, a.width, not a.plain), a.steps)
   report(model, a.batch, a.steps, seconds, impl='jax-plain' if a.plain else 'jax',
-         width=a.width, cpu_ms_per_step=round(cpu * 1e3, 1))
+         width=a.width, cpu_ms_per_step=round(cpu * 1e3, 1), **extra)

@@ -10,8 +10,8 @@ Reads the base GAN that `bench/ablate_gan.py --variants=base ...` trained in
 scores each with D's logit and with C's log-probability of its own sign (inference
 BatchNorm), and keeps --per_sign per sign three ways from the same pool: at random, the
 top by D, the top by C. Each set is intensity-matched as the quick generation does and
-measured as ablate_gan.py's rows (FD, precision, recall, memorised share, C2ST,
-pre-training-only binary SE / AC on GGO and CV). Prints one Markdown table and writes it
+measured by ablate_gan.py's own `set_measures` and `pretrain_scores` (FD, precision,
+recall, memorised share, C2ST, pre-training-only binary SE / AC on --signs). Prints one Markdown table and writes it
 with the sets under <ablation_dir>/critic_selection/. PHANTOM figures only.
 Expected runtime, 2 quiet CPU cores: ~4 minutes per seed-fold.
 """
@@ -27,13 +27,10 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 import ablate_gan  # pylint: disable=g-import-not-at-top
-from cisl_jax import c2st  # pylint: disable=g-import-not-at-top
 from cisl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
 from cisl_jax import intensity_match  # pylint: disable=g-import-not-at-top
 from cisl_jax import signs  # pylint: disable=g-import-not-at-top
-from cisl_jax.quality import measures  # pylint: disable=g-import-not-at-top
 from cisl_jax.quality import stage as quality_stage  # pylint: disable=g-import-not-at-top
-from cisl_jax.train import classifier  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import common as train_common  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import gan  # pylint: disable=g-import-not-at-top
 from cisl_jax.train import generate  # pylint: disable=g-import-not-at-top
@@ -64,8 +61,8 @@ def main(argv=None) -> int:
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--per_sign', type=int, default=256)
   p.add_argument('--pool', type=int, default=4, help='candidates per kept patch')
+  p.add_argument('--signs', default='GGO,CV', help='signs of the binary pre-training')
   args = p.parse_args(argv)
-  args.signs = 'GGO,CV'
   work = pathlib.Path(args.ablation_dir)
   out = work / 'critic_selection'
   out.mkdir(parents=True, exist_ok=True)
@@ -93,20 +90,9 @@ def main(argv=None) -> int:
     gen_dir = out / f'generate_{arm}'
     input_pipeline.write_generated(str(gen_dir / 'generated'), x, y)
     generate.fig3(xr, yr, x, y, 8, str(out / f'fig3_{arm}.png'), args.seed)
-    q = measures.evaluate(features, real['image'], real['label'], held['image'],
-                          held['label'], x, y, max_generated=args.per_sign,
-                          seed=args.seed)['overall']
-    t = c2st.c2st(xr, yr, x, y, signs.SIGNS, seed=args.seed)['overall']
-    row = {'kept': arm, 'mean_D_logit': float(d_score[keep].mean()), 'fd': q['fd'],
-           'fd_floor': q['fd_real_train_vs_held_out'], 'precision': q['precision'],
-           'recall': q['recall'], 'memorised': q['memorisation']['share'],
-           'chance': q['memorisation']['chance'], 'c2st': t['c2st']}
-    for sign in args.signs.split(','):
-      m = classifier.train_and_evaluate(ablate_gan.classifier_config(
-          args, mode='pretrain', task='binary', sign=sign, num_steps=80,
-          generated_dir=str(gen_dir), pretrain_per_class=args.per_sign),
-          str(out / f'pretrain_{arm}_{sign}'))
-      row[f'SE_{sign}'], row[f'AC_{sign}'] = m['sensitivity_pos'], m['accuracy']
+    row = {'kept': arm, 'mean_D_logit': float(d_score[keep].mean()),
+           **ablate_gan.set_measures(args, x, y, real, held, features),
+           **ablate_gan.pretrain_scores(args, gen_dir, out / f'pretrain_{arm}')}
     rows.append(row)
     (out / 'rows.json').write_text(json.dumps(rows, indent=1))
   text = (f'PHANTOM data, fold {args.fold}, seed {args.seed}: {args.per_sign} of '
